@@ -1,0 +1,42 @@
+"""The one async interface the bot side calls. Backends: in-process (local_client) and Modal (modal_client)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from gpu_service.schemas import (
+    GenerateRequest,
+    GenerateResult,
+    GenerationProgress,
+    ModelVersion,
+    ServiceStatus,
+    TrainProgress,
+    TrainRequest,
+    TrainResult,
+)
+
+ProgressCallback = Callable[[GenerationProgress], None]
+TrainProgressCallback = Callable[[TrainProgress], None]
+
+
+class GpuClient(Protocol):
+    async def generate(
+        self, request: GenerateRequest, on_progress: ProgressCallback | None = None
+    ) -> GenerateResult:
+        """Render a request; `on_progress` is called on the event loop's thread."""
+
+    async def train(
+        self, request: TrainRequest, on_progress: TrainProgressCallback | None = None
+    ) -> TrainResult:
+        """Train a new version (idempotent by job id) and make it live."""
+
+    async def list_versions(self, subject: str | None = None) -> list[ModelVersion]:
+        """Every version of one subject (or of all), oldest first."""
+
+    async def activate(self, subject: str, version: int) -> ModelVersion:
+        """Make a version live (rollback)."""
+
+    async def status(self) -> ServiceStatus: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,146 @@
+"""The contract between the bot side and the GPU service. Pydantic only: this module imports no torch."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gpu_service.settings import SUBJECT_PATTERN
+
+MAX_SIDE = 1024
+MAX_IMAGES_PER_REQUEST = 4
+MAX_SEED = 2**32 - 1
+MAX_TEXT = 1000
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _multiple_of_8(name: str, value: int | None) -> int | None:
+    if value is not None and value % 8:
+        raise ValueError(f"{name} must be a multiple of 8, got {value}")
+    return value
+
+
+class GenerateRequest(_Frozen):
+    """One /qwerty: `<prefix> <instance phrase> <postfix>`, rendered `count` times."""
+
+    prompt_prefix: str = Field(max_length=MAX_TEXT)
+    prompt_postfix: str = Field("", max_length=MAX_TEXT)
+    subject: str = Field(pattern=SUBJECT_PATTERN)
+    # The version the caller believes is live; None means "whatever is active". Lets a warm container
+    # notice it is behind (see gpu_service.engine.generator).
+    subject_version: int | None = Field(None, ge=1)
+    negative_prompt: str = Field("", max_length=MAX_TEXT)
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
+    count: int = Field(1, ge=1, le=MAX_IMAGES_PER_REQUEST)
+    steps: int = Field(25, ge=1, le=100)
+    guidance: float = Field(7.5, ge=0.0, le=30.0)
+    width: int | None = Field(None, ge=64, le=MAX_SIDE)
+    height: int | None = Field(None, ge=64, le=MAX_SIDE)
+    # Image-to-image ("Variations"): a PNG to start from and how far to move away from it.
+    init_image: bytes | None = None
+    strength: float = Field(0.6, gt=0.0, le=1.0)
+
+    @field_validator("width", "height")
+    @classmethod
+    def _sides_multiple_of_8(cls, value: int | None, info) -> int | None:
+        return _multiple_of_8(info.field_name, value)
+
+
+class GeneratedImage(_Frozen):
+    index: int
+    seed: int
+    png: bytes | None = Field(None, repr=False)
+    withheld: bool = False  # the safety checker flagged it: no pixels are sent
+
+
+class Timings(_Frozen):
+    load_s: float = 0.0
+    inference_s: float = 0.0
+    total_s: float = 0.0
+
+
+class GenerateResult(_Frozen):
+    prompt: str
+    negative_prompt: str
+    images: tuple[GeneratedImage, ...]
+    model: str
+    subject: str
+    version: int | None  # None: the subject has no trained version and the base model answered
+    base_fallback: bool
+    steps: int
+    guidance: float
+    width: int
+    height: int
+    timings: Timings = Timings()
+
+    @property
+    def withheld_count(self) -> int:
+        return sum(image.withheld for image in self.images)
+
+
+class GenerationProgress(_Frozen):
+    step: int
+    total_steps: int
+    preview_png: bytes | None = Field(None, repr=False)
+
+
+class ImageSource(_Frozen):
+    """One training image as the caller has it: a URL, or bytes (a Discord attachment)."""
+
+    url: str | None = None
+    data: bytes | None = Field(None, repr=False)
+    name: str = ""
+
+
+class TrainRequest(_Frozen):
+    job_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    subject: str = Field(pattern=SUBJECT_PATTERN)
+    instance_phrase: str = Field(min_length=1, max_length=200)
+    class_phrase: str = Field(min_length=1, max_length=200)
+    images: tuple[ImageSource, ...] = Field(min_length=1, max_length=21)
+    steps: int | None = Field(None, ge=1, le=5000)
+    requested_by: str = ""
+
+
+class TrainProgress(_Frozen):
+    job_id: str
+    state: Literal["queued", "fetching", "training", "saving", "done", "failed"]
+    step: int = 0
+    total_steps: int = 0
+    loss: float | None = None
+    lr: float | None = None
+    eta_s: float | None = None
+    message: str = ""
+
+
+class ModelVersion(_Frozen):
+    subject: str
+    version: int
+    instance_phrase: str
+    class_phrase: str
+    base_model: str
+    created_at: datetime
+    trained_by: str = ""
+    steps: int = 0
+    final_loss: float | None = None
+    wandb_url: str | None = None
+    active: bool = False
+
+
+class TrainResult(_Frozen):
+    job_id: str
+    version: ModelVersion
+    validation_images: tuple[bytes, ...] = Field((), repr=False)
+    rejected_images: tuple[str, ...] = ()
+
+
+class ServiceStatus(_Frozen):
+    backend: str
+    reachable: bool
+    warm: bool
+    detail: str = ""
