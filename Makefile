@@ -1,0 +1,46 @@
+# Stable Qwerty. `make help` lists every target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= data/demo
+DEMO_MODEL ?= $(DEMO_DIR)/tiny-model
+PYTEST_ARGS ?=
+
+.PHONY: help environment tiny-model demo test inference bench clean
+
+help: ## list every target
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
+
+environment: $(STAMP) ## make the virtualenv at .venv/ with everything installed (torch pinned, CPU build)
+
+# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build on machines whose disk carries
+# only the 2.13.0 CPU build.
+$(STAMP): pyproject.toml
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet torch==2.13.0
+	$(PYTHON) -m pip install --quiet -e '.[gpu,dev]'
+	touch $(STAMP)
+
+tiny-model: $(STAMP) ## write a tiny random-weight SD pipeline to $(DEMO_MODEL) (no network)
+	test -f $(DEMO_MODEL)/model_index.json || $(PYTHON) -m gpu_service tiny-model $(DEMO_MODEL)
+
+demo: tiny-model ## run the product offline on the tiny model: generate images for the sample prompt
+	BASE_MODEL=$(DEMO_MODEL) DATA_DIR=$(DEMO_DIR) WANDB_SILENT=true \
+	  $(PYTHON) -m bot inference --count 2
+
+test: $(STAMP) ## run the test suite (offline, CPU)
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+# PROMPT_PREFIX=... on make's command line reaches the program through the environment (over .env).
+inference: $(STAMP) ## generate with PROMPT_PREFIX / PROMPT_POSTFIX; writes PNGs + JSON under outputs/
+	WANDB_SILENT=true $(PYTHON) -m bot inference
+
+bench: $(STAMP) ## run every benchmark in bench/ and print its figures
+	@for script in bench/*.py; do echo "== $$script"; $(PYTHON) $$script || exit 1; done
+
+clean: ## remove outputs/, data/demo and caches (keeps .venv/)
+	rm -rf outputs $(DEMO_DIR) .pytest_cache

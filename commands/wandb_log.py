@@ -1,0 +1,142 @@
+"""Every prompt and output goes to a W&B Table, off the request path, never breaking generation.
+
+A single background thread owns the run: `log_generation` only enqueues. wandb is imported in that
+thread, so a bot that never generates never pays for the import.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from commands.generate import Generation
+
+log = logging.getLogger(__name__)
+
+GENERATION_COLUMNS = [
+    "row_id", "prompt", "negative_prompt", "image", "withheld", "seed", "steps", "guidance", "width",
+    "height", "subject", "version", "model", "front_end", "user_id", "user_name", "guild_id",
+    "channel_id", "interaction_id", "message_link",
+]
+TABLE_KEY = "generations"
+_STOP = object()
+
+
+@dataclass(frozen=True)
+class WandbConfig:
+    project: str
+    mode: str  # "online", "offline" or "disabled"
+    directory: Path
+    entity: str | None = None
+    api_key: str | None = None
+
+
+def generation_rows(generation: Generation) -> list[list[Any]]:
+    """One row per image, in GENERATION_COLUMNS order; the image cell is filled in by the writer."""
+    result, context = generation.result, generation.context
+    return [
+        [
+            generation.row_id(image.index), result.prompt, result.negative_prompt, image.png, image.withheld,
+            image.seed, result.steps, result.guidance, result.width, result.height, result.subject,
+            result.version, result.model, context.front_end, context.user_id, context.user_name,
+            context.guild_id, context.channel_id, context.interaction_id, context.message_link,
+        ]
+        for image in result.images
+    ]
+
+
+class WandbGenerationLog:
+    """Logs generations to one W&B run (job_type "generate") from a background thread."""
+
+    def __init__(self, config: WandbConfig) -> None:
+        self.config = config
+        self._queue: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._failed = False
+        self.run_url: str | None = None
+        self.run_dir: Path | None = None
+
+    def log_generation(self, generation: Generation) -> None:
+        if self.config.mode == "disabled" or self._failed:
+            return
+        self._ensure_thread()
+        self._queue.put(generation)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until everything enqueued so far is written (tests, shutdown)."""
+        done = threading.Event()
+        if self._thread is None:
+            return
+        self._queue.put(done)
+        done.wait(timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        if self._thread is None:
+            return
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._drain, name="wandb-log", daemon=True)
+                self._thread.start()
+
+    def _drain(self) -> None:
+        writer = None
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                break
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            if self._failed:
+                continue
+            try:
+                writer = writer or _TableWriter(self.config, self)
+                writer.write(item)
+            except Exception:
+                self._failed = True
+                log.exception("W&B logging failed; generation goes on without it (reported once)")
+        if writer is not None:
+            writer.finish()
+
+
+class _TableWriter:
+    """The wandb side, touched only by the logging thread."""
+
+    def __init__(self, config: WandbConfig, owner: WandbGenerationLog) -> None:
+        import wandb
+
+        self.wandb = wandb
+        config.directory.mkdir(parents=True, exist_ok=True)
+        if config.api_key:
+            wandb.login(key=config.api_key, verify=False)
+        self.run = wandb.init(
+            project=config.project, entity=config.entity, job_type="generate", mode=config.mode,
+            dir=str(config.directory), reinit="create_new",
+            settings=wandb.Settings(silent=True, console="off"),
+        )
+        owner.run_url = self.run.url
+        owner.run_dir = Path(self.run.dir).parent
+        self.table = wandb.Table(columns=GENERATION_COLUMNS, log_mode="INCREMENTAL")
+
+    def write(self, generation: Generation) -> None:
+        from PIL import Image
+
+        for row in generation_rows(generation):
+            png = row[3]
+            row[3] = self.wandb.Image(Image.open(io.BytesIO(png))) if png else None
+            self.table.add_data(*row)
+        self.run.log({TABLE_KEY: self.table})
+
+    def finish(self) -> None:
+        self.run.finish()

@@ -1,0 +1,29 @@
+"""`python -m gpu_service tiny-model DIR`: write a tiny random-weight Stable Diffusion pipeline to DIR."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gpu_service")
+    commands = parser.add_subparsers(dest="command", required=True)
+    tiny = commands.add_parser("tiny-model", help="write a tiny random-weight SD pipeline (no network)")
+    tiny.add_argument("directory", type=Path)
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument(
+        "--safety-checker", choices=("none", "flag-all", "flag-none"), default="none",
+        help="include a tiny safety checker that flags every image, or none",
+    )
+    args = parser.parse_args(argv)
+
+    from gpu_service.engine.tiny_model import write_tiny_model
+
+    write_tiny_model(args.directory, seed=args.seed, safety_checker=args.safety_checker)
+    print(f"tiny model written to {args.directory}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
