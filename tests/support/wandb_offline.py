@@ -52,14 +52,16 @@ def _iter_payloads(data: bytes) -> Iterator[bytes]:
         crc, length, kind = CHUNK_HEADER.unpack_from(data, pos)
         start = pos + CHUNK_HEADER.size
         chunk = data[start : start + length]
-        if kind == 0 and length == 0:  # zero padding / preallocated tail
-            pos = start
+        if kind == 0 and length == 0:  # zeroed (preallocated) space: skip the block
+            pos += BLOCK - pos % BLOCK
             continue
         if len(chunk) < length:  # torn tail of a log still being written
             return
         if zlib.crc32(bytes([kind]) + chunk) != crc:
             raise ValueError(f"crc mismatch in chunk at offset {pos}")
         pos = start + length
+        if kind in (FIRST, MIDDLE) and pos % BLOCK:  # a writer splits only at block ends
+            raise ValueError(f"record fragment ends mid-block at offset {pos}")
         if kind == FULL:
             yield chunk
         elif kind == FIRST:
