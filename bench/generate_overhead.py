@@ -37,7 +37,7 @@ async def measure(rounds: int, steps: int, workdir: Path) -> tuple[list[float], 
                         DATA_DIR=workdir / "data", WANDB_MODE="offline")
     services = make_services(settings)
     await services.gpu.start()
-    pipe = services.gpu._generator.pipe  # the very pipeline the use case drives
+    pipe = services.gpu.service.load().pipe  # the very pipeline the use case drives
     options = GenerateOptions(prompt_prefix="a gorgeous painting of a", prompt_postfix="in space", seed=1,
                               steps=steps)
     context = RequestContext(front_end="bench")

@@ -1,14 +1,13 @@
-"""The in-process GPU client: the engine runs in a worker thread, the event loop never blocks.
+"""The in-process GPU client: the engine runs on its own threads, the event loop never blocks.
 
-Importing this module imports no torch: the engine is imported inside the worker when first used, so
-a bot configured for Modal never pays for it.
+Importing this module imports no torch: the engine is imported when the client is built, only in a
+process configured with GPU_BACKEND=local.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 
 from gpu_service.client import ProgressCallback, TrainProgressCallback
 from gpu_service.errors import GpuServiceError, RemoteError
@@ -27,17 +26,19 @@ log = logging.getLogger(__name__)
 
 
 class LocalGpuClient:
-    """One warm pipeline, loaded once, used by one worker thread at a time."""
+    """One warm pipeline, loaded once; concurrent requests are batched by the inference service."""
 
     def __init__(self, settings: Settings) -> None:
+        from gpu_service.engine.service import InferenceService
+
         self.settings = settings
         self.registry = ModelRegistry(settings.registry_dir)
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpu-generate")
-        self._generator = None
+        self.service = InferenceService.from_settings(settings)
+        self.service.registry = self.registry
 
     async def start(self) -> None:
         """Load the pipeline now rather than on the first request."""
-        await self._in_worker(self._ensure_generator)
+        await self._guard(asyncio.to_thread(self.service.load))
 
     async def generate(
         self, request: GenerateRequest, on_progress: ProgressCallback | None = None
@@ -45,10 +46,10 @@ class LocalGpuClient:
         loop = asyncio.get_running_loop()
         report = None
         if on_progress is not None:
-            def report(progress):  # called on the worker thread; hand it to the loop's thread
+            def report(progress):  # called on the engine's thread; hand it to the loop's thread
                 loop.call_soon_threadsafe(on_progress, progress)
 
-        return await self._in_worker(lambda: self._ensure_generator().generate(request, report))
+        return await self._guard(asyncio.wrap_future(self.service.submit(request, report)))
 
     async def train(
         self, request: TrainRequest, on_progress: TrainProgressCallback | None = None
@@ -62,36 +63,21 @@ class LocalGpuClient:
         return await asyncio.to_thread(self.registry.activate, subject, version)
 
     async def status(self) -> ServiceStatus:
-        warm = self._generator is not None
+        warm = self.service.loaded
+        state = "loaded" if warm else "loads on first use"
         return ServiceStatus(
             backend="local", reachable=True, warm=warm,
-            detail=f"{self.settings.BASE_MODEL} {'loaded' if warm else 'loads on first use'}",
+            detail=f"{self.settings.BASE_MODEL} {state}; {self.service.queued()} queued",
         )
 
     async def close(self) -> None:
-        self._worker.shutdown(wait=True, cancel_futures=True)
+        await asyncio.to_thread(self.service.close)
 
-    async def _in_worker(self, work):
-        loop = asyncio.get_running_loop()
+    async def _guard(self, work):
         try:
-            return await loop.run_in_executor(self._worker, work)
+            return await work
         except GpuServiceError:
             raise
         except Exception as error:
-            log.exception("generation failed")
+            log.exception("the local image engine failed")
             raise RemoteError(f"The image engine failed ({error.__class__.__name__}).") from error
-
-    def _ensure_generator(self):
-        if self._generator is None:
-            from gpu_service.engine.adapters import AdapterSwitcher
-            from gpu_service.engine.generator import Generator
-
-            token = self.settings.HUGGINGFACE_TOKEN
-            self._generator = Generator.load(
-                self.settings.BASE_MODEL,
-                adapters_factory=lambda pipe: AdapterSwitcher(pipe, self.registry),
-                token=token.get_secret_value() if token else None,
-                default_subject=self.settings.DEFAULT_SUBJECT,
-                default_phrase=self.settings.INSTANCE_PHRASE,
-            )
-        return self._generator

@@ -25,20 +25,24 @@ class AdapterSwitcher:
 
     def use(self, subject: str, version: int | None = None) -> ModelVersion | None:
         """Enable `subject`'s LoRA (the active one, or `version`); None means the base model answers."""
-        chosen = self._lookup(subject, version)
+        chosen = self.lookup(subject, version)
+        self.activate(chosen)
+        return chosen
+
+    def activate(self, chosen: ModelVersion | None) -> None:
+        """Make the pipeline answer with `chosen`'s LoRA, or with the bare base model for None."""
         if chosen is None:
             if self._loaded:
                 self.pipe.disable_lora()
-            return None
+            return
         name = adapter_name(chosen)
         if name not in self._loaded:
             self._load(chosen, name)
         self._loaded.move_to_end(name)
         self.pipe.enable_lora()
         self.pipe.set_adapters([name])
-        return chosen
 
-    def _lookup(self, subject: str, version: int | None) -> ModelVersion | None:
+    def lookup(self, subject: str, version: int | None) -> ModelVersion | None:
         if self.registry is None:
             return None
         if version is None:

@@ -1,11 +1,16 @@
-"""The warm generator: one base pipeline in memory, subjects' LoRAs switched in and out per request."""
+"""The warm generator: one base pipeline in memory, subjects' LoRAs switched in and out per request.
+
+Compatible requests (same LoRA, steps, guidance and size) are rendered in one batched pipeline call:
+on a GPU four images cost little more than one.
+"""
 
 from __future__ import annotations
 
 import io
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from diffusers import DiffusionPipeline, StableDiffusionImg2ImgPipeline
@@ -13,7 +18,8 @@ from PIL import Image
 
 from gpu_service.engine.adapters import AdapterSwitcher
 from gpu_service.engine.pipeline_loading import load_pipeline, native_size
-from gpu_service.errors import InvalidRequest, PromptTooLong, SubjectNotFound
+from gpu_service.engine.previews import preview_png
+from gpu_service.errors import GpuServiceError, InvalidRequest, PromptTooLong, SubjectNotFound
 from gpu_service.prompts import build_prompt
 from gpu_service.schemas import (
     MAX_SEED,
@@ -29,6 +35,7 @@ ProgressSink = Callable[[GenerationProgress], None]
 # Requests may ask for up to 4x the model's native pixel count (1024x1024 on SD1.5); beyond that
 # attention memory grows quadratically and one request could take the GPU down for everyone.
 MAX_PIXEL_FACTOR = 4
+PREVIEW_EVERY = 5
 
 
 def choose_seeds(seed: int | None, count: int) -> list[int]:
@@ -44,18 +51,41 @@ def encode_png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+@dataclass(frozen=True)
+class BatchItem:
+    request: GenerateRequest
+    on_progress: ProgressSink | None = None
+    previews: bool = False
+
+
+@dataclass
+class _Job:
+    """A validated request, ready to render."""
+
+    request: GenerateRequest
+    version: ModelVersion | None
+    prompt: str
+    width: int
+    height: int
+    seeds: list[int]
+    init_image: Image.Image | None
+    on_progress: ProgressSink | None
+    previews: bool
+    started: float
+
+    def batch_key(self) -> tuple:
+        # img2img jobs carry their own init image and strength: they never share a call
+        own = id(self) if self.request.init_image is not None else None
+        version = (self.version.subject, self.version.version) if self.version else None
+        return (version, self.request.steps, self.request.guidance, self.width, self.height, own)
+
+
 class Generator:
     """Renders GenerateRequests on one warm pipeline. Not thread-safe: callers serialise (one worker)."""
 
     def __init__(
-        self,
-        pipe: DiffusionPipeline,
-        *,
-        model_name: str,
-        adapters: AdapterSwitcher,
-        default_subject: str,
-        default_phrase: str,
-        load_s: float = 0.0,
+        self, pipe: DiffusionPipeline, *, model_name: str, adapters: AdapterSwitcher, default_subject: str,
+        default_phrase: str, load_s: float = 0.0,
     ) -> None:
         self.pipe = pipe
         self.model_name = model_name
@@ -63,6 +93,7 @@ class Generator:
         self.default_subject = default_subject
         self.default_phrase = default_phrase
         self.load_s = load_s
+        self.pipeline_calls = 0
         self._img2img: StableDiffusionImg2ImgPipeline | None = None
 
     @classmethod
@@ -74,35 +105,47 @@ class Generator:
             load_s=time.perf_counter() - started, **kwargs,
         )
 
-    def generate(self, request: GenerateRequest, on_progress: ProgressSink | None = None) -> GenerateResult:
+    def generate(
+        self, request: GenerateRequest, on_progress: ProgressSink | None = None, previews: bool = False
+    ) -> GenerateResult:
+        [outcome] = self.generate_batch([BatchItem(request, on_progress, previews)])
+        if isinstance(outcome, GpuServiceError):
+            raise outcome
+        return outcome
+
+    def generate_batch(self, items: Sequence[BatchItem]) -> list[GenerateResult | GpuServiceError]:
+        """One outcome per item, in order: a result, or the error that refused that request alone."""
+        outcomes: list[GenerateResult | GpuServiceError | None] = [None] * len(items)
+        groups: dict[tuple, list[tuple[int, _Job]]] = {}
+        for position, item in enumerate(items):
+            try:
+                job = self._prepare(item.request, item.on_progress, item.previews)
+            except GpuServiceError as error:
+                outcomes[position] = error
+                continue
+            groups.setdefault(job.batch_key(), []).append((position, job))
+        for members in groups.values():
+            jobs = [job for _, job in members]
+            for (position, _), result in zip(members, self._render_group(jobs)):
+                outcomes[position] = result
+        return outcomes
+
+    def _prepare(self, request: GenerateRequest, on_progress: ProgressSink | None, previews: bool) -> _Job:
         started = time.perf_counter()
-        version = self._select_subject(request)
+        version = self._lookup_subject(request)
         phrase = version.instance_phrase if version else self.default_phrase
         prompt = build_prompt(request.prompt_prefix, phrase, request.prompt_postfix)
         self.check_prompt_length(prompt, "prompt")
         self.check_prompt_length(request.negative_prompt, "negative_prompt")
         width, height = self.resolve_size(request.width, request.height)
+        init_image = None
+        if request.init_image is not None:
+            init_image = _decode_init_image(request.init_image).resize((width, height))
         seeds = choose_seeds(request.seed, request.count)
-        inference_started = time.perf_counter()
-        output = self._render(request, prompt, width, height, seeds, on_progress)
-        flagged = output.nsfw_content_detected or [False] * len(seeds)
-        images = tuple(
-            GeneratedImage(index=i, seed=seed, png=None if flag else encode_png(image), withheld=bool(flag))
-            for i, (seed, image, flag) in enumerate(zip(seeds, output.images, flagged))
-        )
-        finished = time.perf_counter()
-        return GenerateResult(
-            prompt=prompt, negative_prompt=request.negative_prompt, images=images,
-            model=self.model_name, subject=request.subject,
-            version=version.version if version else None, base_fallback=version is None,
-            steps=request.steps, guidance=request.guidance, width=width, height=height,
-            timings=Timings(
-                load_s=self.load_s, inference_s=finished - inference_started, total_s=finished - started
-            ),
-        )
+        return _Job(request, version, prompt, width, height, seeds, init_image, on_progress, previews, started)
 
-    def _select_subject(self, request: GenerateRequest) -> ModelVersion | None:
-        version = self.adapters.use(request.subject, request.subject_version)
+    def _lookup_subject(self, request: GenerateRequest) -> ModelVersion | None:
+        version = self.adapters.lookup(request.subject, request.subject_version)
         if version is None and request.subject != self.default_subject:
             raise SubjectNotFound(
                 f"There is no trained subject called '{request.subject}'. An admin can train it with /train."
@@ -130,19 +173,52 @@ class Generator:
             )
         return width, height
 
-    def _render(self, request, prompt, width, height, seeds, on_progress):
-        generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds]
-        common = dict(
-            prompt=prompt, negative_prompt=request.negative_prompt or None,
-            num_inference_steps=request.steps, guidance_scale=request.guidance,
-            num_images_per_prompt=len(seeds), generator=generators,
-            callback_on_step_end=_progress_callback(on_progress, request),
+    def _render_group(self, jobs: list[_Job]) -> list[GenerateResult]:
+        first = jobs[0]
+        self.adapters.activate(first.version)
+        inference_started = time.perf_counter()
+        output = self._call_pipeline(jobs)
+        finished = time.perf_counter()
+        flagged = output.nsfw_content_detected or [False] * len(output.images)
+        results, offset = [], 0
+        for job in jobs:
+            count = len(job.seeds)
+            images = output.images[offset: offset + count]
+            flags = flagged[offset: offset + count]
+            offset += count
+            results.append(self._result(job, images, flags, finished - inference_started, finished))
+        return results
+
+    def _result(self, job: _Job, images, flags, inference_s: float, finished: float) -> GenerateResult:
+        request = job.request
+        generated = tuple(
+            GeneratedImage(index=i, seed=seed, png=None if flag else encode_png(image), withheld=bool(flag))
+            for i, (seed, image, flag) in enumerate(zip(job.seeds, images, flags))
         )
+        return GenerateResult(
+            prompt=job.prompt, negative_prompt=request.negative_prompt, images=generated,
+            model=self.model_name, subject=request.subject,
+            version=job.version.version if job.version else None, base_fallback=job.version is None,
+            steps=request.steps, guidance=request.guidance, width=job.width, height=job.height,
+            timings=Timings(load_s=self.load_s, inference_s=inference_s, total_s=finished - job.started),
+        )
+
+    def _call_pipeline(self, jobs: list[_Job]):
+        first = jobs[0]
+        prompts = [job.prompt for job in jobs for _ in job.seeds]
+        negatives = [job.request.negative_prompt for job in jobs for _ in job.seeds]
+        generators = [torch.Generator(device="cpu").manual_seed(seed) for job in jobs for seed in job.seeds]
+        common = dict(
+            prompt=prompts, negative_prompt=negatives if any(negatives) else None,
+            num_inference_steps=first.request.steps, guidance_scale=first.request.guidance,
+            generator=generators, callback_on_step_end=_progress_callback(jobs),
+        )
+        self.pipeline_calls += 1
         with torch.inference_mode():
-            if request.init_image is None:
-                return self.pipe(width=width, height=height, **common)
-            init = _decode_init_image(request.init_image).resize((width, height))
-            return self._image_to_image()(image=init, strength=request.strength, **common)
+            if first.init_image is None:
+                return self.pipe(width=first.width, height=first.height, **common)
+            images = [first.init_image] * len(prompts)
+            return self._image_to_image()(image=images, strength=first.request.strength, **common)
 
     def _image_to_image(self) -> StableDiffusionImg2ImgPipeline:
         """Shares the warm pipeline's modules (and loaded LoRAs): no second copy of the weights."""
@@ -161,12 +237,20 @@ def _decode_init_image(data: bytes) -> Image.Image:
     return image.convert("RGB")
 
 
-def _progress_callback(on_progress: ProgressSink | None, request: GenerateRequest):
-    if on_progress is None:
+def _progress_callback(jobs: list[_Job]):
+    listeners = [job for job in jobs if job.on_progress is not None]
+    if not listeners:
         return None
 
     def report(pipe, step, timestep, tensors):
-        on_progress(GenerationProgress(step=step + 1, total_steps=pipe.num_timesteps or request.steps))
+        total = pipe.num_timesteps
+        offset = 0
+        for job in jobs:
+            if job.on_progress is not None:
+                want_preview = job.previews and ((step + 1) % PREVIEW_EVERY == 0 or step + 1 == total)
+                preview = preview_png(tensors["latents"][offset]) if want_preview else None
+                job.on_progress(GenerationProgress(step=step + 1, total_steps=total, preview_png=preview))
+            offset += len(job.seeds)
         return tensors
 
     return report

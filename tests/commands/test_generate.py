@@ -99,9 +99,9 @@ async def test_the_event_loop_keeps_running_while_the_gpu_works(services):
 
 async def test_pipeline_is_loaded_once_and_kept_warm(services):
     await services.generation.generate(GenerateOptions(prompt_prefix="a", steps=2), CONTEXT)
-    first = services.gpu._generator
+    first = services.gpu.service._generator
     await services.generation.generate(GenerateOptions(prompt_prefix="b", steps=2), CONTEXT)
-    assert services.gpu._generator is first and (await services.gpu.status()).warm
+    assert services.gpu.service._generator is first and (await services.gpu.status()).warm
 
 
 async def test_progress_reaches_the_caller_on_the_loop_thread(services):

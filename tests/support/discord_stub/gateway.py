@@ -18,8 +18,10 @@ from aiohttp import WSMsgType, web
 from .records import Recorder
 from .state import StubState
 
-DISPATCH, HEARTBEAT, IDENTIFY, RESUME, REQUEST_MEMBERS, INVALID_SESSION, HELLO, HEARTBEAT_ACK = 0, 1, 2, 6, 8, 9, 10, 11
+DISPATCH, HEARTBEAT, IDENTIFY, RESUME, REQUEST_MEMBERS = 0, 1, 2, 6, 8
+INVALID_SESSION, HELLO, HEARTBEAT_ACK = 9, 10, 11
 AUTHENTICATION_FAILED = 4004
+Stamp = Callable[[float], None]
 
 
 class Gateway:
@@ -35,11 +37,13 @@ class Gateway:
         self._send_lock = asyncio.Lock()  # sequence numbers must go out in order
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(max_msg_size=0)
+        # A short close-handshake timeout: close() must not hang on a bot that stopped answering.
+        ws = web.WebSocketResponse(max_msg_size=0, timeout=2.0)
         await ws.prepare(request)
         self._sockets.add(ws)
         try:
-            await ws.send_str(json.dumps({"op": HELLO, "d": {"heartbeat_interval": self.heartbeat_interval_ms}}))
+            hello = {"op": HELLO, "d": {"heartbeat_interval": self.heartbeat_interval_ms}}
+            await ws.send_str(json.dumps(hello))
             async for msg in ws:
                 if msg.type is WSMsgType.TEXT:
                     await self._on_frame(ws, request, json.loads(msg.data))
@@ -107,7 +111,7 @@ class Gateway:
         await self._dispatch_on(ws, "RESUMED", {})
         self.ready.set()
 
-    async def dispatch(self, event: str, data: dict[str, Any], *, stamp: Callable[[float], None] | None = None) -> float:
+    async def dispatch(self, event: str, data: dict[str, Any], *, stamp: Stamp | None = None) -> float:
         """Send an event to the connected bot; returns (and passes to `stamp`, before any await that
         could let the bot answer) the time.monotonic() just before the frame was written."""
         ws = self._session
@@ -116,7 +120,7 @@ class Gateway:
         return await self._dispatch_on(ws, event, data, stamp=stamp)
 
     async def _dispatch_on(
-        self, ws: web.WebSocketResponse, event: str, data: dict[str, Any], *, stamp: Callable[[float], None] | None = None
+        self, ws: web.WebSocketResponse, event: str, data: dict[str, Any], *, stamp: Stamp | None = None
     ) -> float:
         async with self._send_lock:
             self._seq += 1

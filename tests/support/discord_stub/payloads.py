@@ -90,7 +90,9 @@ def dm_channel(channel_id: str, recipient: Mapping[str, Any]) -> dict[str, Any]:
     return {"id": channel_id, "type": 1, "last_message_id": None, "recipients": [dict(recipient)], "flags": 0}
 
 
-def member(user_payload: Mapping[str, Any], role_ids: Iterable[str], *, permissions: int | None = None) -> dict[str, Any]:
+def member(
+    user_payload: Mapping[str, Any], role_ids: Iterable[str], *, permissions: int | None = None
+) -> dict[str, Any]:
     payload = {
         "user": dict(user_payload),
         "roles": list(role_ids),
@@ -200,7 +202,13 @@ def _png_size(data: bytes) -> tuple[int, int] | tuple[None, None]:
 
 
 def attachment(
-    attachment_id: str, filename: str, data: bytes, *, url: str, description: str | None = None, ephemeral: bool = False
+    attachment_id: str,
+    filename: str,
+    data: bytes,
+    *,
+    url: str,
+    description: str | None = None,
+    ephemeral: bool = False,
 ) -> dict[str, Any]:
     width, height = _png_size(data)
     payload: dict[str, Any] = {

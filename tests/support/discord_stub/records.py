@@ -50,7 +50,9 @@ class Recorder(Sequence[T], Generic[T]):
                 waiting.append((predicate, future))
         self._waiters = waiting
 
-    async def wait_for(self, predicate: Callable[[T], bool] = lambda _: True, *, timeout: float = 5.0, since: int = 0) -> T:
+    async def wait_for(
+        self, predicate: Callable[[T], bool] = lambda _: True, *, timeout: float = 5.0, since: int = 0
+    ) -> T:
         for item in self._items[since:]:
             if predicate(item):
                 return item
@@ -171,6 +173,10 @@ class Interaction:
     # The message "@original" names: the response message, or for a click the clicked message.
     original_message_id: str | None = None
 
+    def __repr__(self) -> str:  # the whole payload would drown assertion messages
+        name = self.payload["data"].get("name") or self.payload["data"].get("custom_id")
+        return f"<Interaction {self.id} type={self.type} {name!r} responses={len(self.responses)}>"
+
     @property
     def id(self) -> str:
         return self.payload["id"]
@@ -192,6 +198,7 @@ class Interaction:
         return await self.responses.wait_for(lambda s: s.kind == "callback", timeout=timeout)
 
     async def wait_response(self, timeout: float = 5.0) -> Sent:
-        """The first answer a user would read: a type 4/7 callback, or a follow-up or edit with content,
-        embeds or files. Progress edits count too: wait on `responses` with your own predicate for a later one."""
+        """The first answer a user would read: a type 4/7 callback, or a follow-up or edit with
+        content, embeds or files. Progress edits count too: for a later answer, wait on
+        `responses` with your own predicate."""
         return await self.responses.wait_for(_is_final, timeout=timeout)

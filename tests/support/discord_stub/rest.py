@@ -35,7 +35,8 @@ class BadBody(Exception):
 
 def json_response(data: Any, status: int = 200) -> web.Response:
     # Exactly "application/json": with "; charset=utf-8" discord.py reads the body as text.
-    return web.Response(body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    return web.Response(body=json.dumps(data).encode(), status=status, headers=headers)
 
 
 def error(status: int, code: int, message: str) -> web.Response:
@@ -69,6 +70,21 @@ async def _read_multipart(request: web.Request) -> tuple[dict[str, Any], dict[in
             filename = part.filename or f"file{match[1]}"
             files[int(match[1])] = UploadedFile(filename, data, payloads.guess_content_type(filename, data))
     return body, files
+
+
+def _callback_response(
+    interaction: Interaction, body: dict[str, Any], message: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The answer to a callback ?with_response=true; discord.py reads response_message_id from it to
+    bind a view to the new message."""
+    summary: dict[str, Any] = {"id": interaction.id, "type": interaction.type}
+    response: dict[str, Any] = {"interaction": summary}
+    if message is not None:
+        summary["response_message_id"] = message["id"]
+        summary["response_message_loading"] = bool(message["flags"] & payloads.LOADING)
+        summary["response_message_ephemeral"] = bool(message["flags"] & payloads.EPHEMERAL)
+        response["resource"] = {"type": body["type"], "message": message}
+    return response
 
 
 class RestApi:
@@ -122,7 +138,8 @@ class RestApi:
             log.exception("discord stub failed on %s %s", request.method, request.path)
             response = error(500, 0, "500: Internal Server Error (discord stub bug; see the log)")
         path = request.path[len(API) :]
-        self.state.requests.append(RestRequest(request.method, path, dict(request.query), at, response.status))
+        logged = RestRequest(request.method, path, dict(request.query), at, response.status)
+        self.state.requests.append(logged)
         return response
 
     async def _authorized(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -163,7 +180,7 @@ class RestApi:
 
     async def unknown_route(self, request: web.Request) -> web.Response:
         log.warning("discord stub: no route for %s %s", request.method, request.path)
-        return error(404, 0, f"404: Not Found (the discord stub has no route for {request.method} {request.path})")
+        return error(404, 0, f"404: Not Found (the stub has no route for {request.method} {request.path})")
 
     # interactions
 
@@ -216,8 +233,10 @@ class RestApi:
             "user": payload["member"]["user"],
             "authorizing_integration_owners": {"0": self.state.guild_id},
         }
-        extra = {"webhook_id": self.state.app_id, "application_id": self.state.app_id, "interaction_metadata": metadata}
-        return self.state.create_message(payload["channel_id"], data, files, message_type=message_type, extra=extra)
+        app_id = self.state.app_id
+        extra = {"webhook_id": app_id, "application_id": app_id, "interaction_metadata": metadata}
+        channel_id = payload["channel_id"]
+        return self.state.create_message(channel_id, data, files, message_type=message_type, extra=extra)
 
     # follow-ups and edits through the interaction webhook
 

@@ -41,7 +41,8 @@ class StubState:
         self.uploads: dict[str, UploadedFile] = {}  # attachment id -> bytes served at /attachments/
         self.interactions: dict[str, Interaction] = {}  # by interaction id
         self.by_token: dict[str, Interaction] = {}
-        self.commands: dict[str | None, dict[str, dict[str, Any]]] = {}  # guild id (None: global) -> name -> command
+        # guild id (None: global) -> command name -> the command as registered
+        self.commands: dict[str | None, dict[str, dict[str, Any]]] = {}
         self.requests: Recorder[RestRequest] = Recorder()
         self.messages: Recorder[Sent] = Recorder()
         self.command_syncs: Recorder[CommandSync] = Recorder()
@@ -88,12 +89,15 @@ class StubState:
             if channel["type"] == 1 and channel["recipients"][0]["id"] == recipient_id:
                 return channel
         channel_id = self.ids.next()
-        self.channels[channel_id] = payloads.dm_channel(channel_id, payloads.user(recipient_id, f"user{recipient_id}"))
+        recipient = payloads.user(recipient_id, f"user{recipient_id}")
+        self.channels[channel_id] = payloads.dm_channel(channel_id, recipient)
         return self.channels[channel_id]
 
     # uploads and messages
 
-    def store_upload(self, file: UploadedFile, *, ephemeral: bool = False, description: str | None = None) -> dict[str, Any]:
+    def store_upload(
+        self, file: UploadedFile, *, ephemeral: bool = False, description: str | None = None
+    ) -> dict[str, Any]:
         """Keep the bytes and return an attachment object whose URL serves them back."""
         attachment_id = self.ids.next()
         self.uploads[attachment_id] = file
@@ -112,14 +116,22 @@ class StubState:
         extra: Mapping[str, Any] = {},
     ) -> dict[str, Any]:
         attachments = self._attachments(body, files, existing=[])
+        message_id = self.ids.next()
         created = payloads.message(
-            self.ids.next(), channel_id, author=self.bot_user, body=body, attachments=attachments, message_type=message_type
+            message_id,
+            channel_id,
+            author=self.bot_user,
+            body=body,
+            attachments=attachments,
+            message_type=message_type,
         )
         created.update(extra)
         self.stored[created["id"]] = created
         return created
 
-    def edit_message(self, message_id: str, body: Mapping[str, Any], files: Mapping[int, UploadedFile]) -> dict[str, Any]:
+    def edit_message(
+        self, message_id: str, body: Mapping[str, Any], files: Mapping[int, UploadedFile]
+    ) -> dict[str, Any]:
         old = self.stored[message_id]
         edited = {**old, "edited_timestamp": payloads.iso_now()}
         for name in EDITABLE_FIELDS:
@@ -157,12 +169,15 @@ class StubState:
                 renamed = files[int(key)]
                 if entry.get("filename"):  # discord.py's spoiler=True renames here
                     renamed = UploadedFile(entry["filename"], renamed.data, renamed.content_type)
-                result.append(self.store_upload(renamed, ephemeral=ephemeral, description=entry.get("description")))
+                description = entry.get("description")
+                result.append(self.store_upload(renamed, ephemeral=ephemeral, description=description))
         return result
 
     # commands
 
-    def sync_commands(self, guild_id: str | None, body: list[dict[str, Any]], at: float) -> list[dict[str, Any]]:
+    def sync_commands(
+        self, guild_id: str | None, body: list[dict[str, Any]], at: float
+    ) -> list[dict[str, Any]]:
         """Replace a scope's commands; a name keeps its id across syncs, as on Discord."""
         before = self.commands.get(guild_id, {})
         synced = {}
@@ -173,7 +188,9 @@ class StubState:
         self.command_syncs.append(CommandSync(guild_id, body, at))
         return list(synced.values())
 
-    def _registered(self, command: Mapping[str, Any], command_id: str, guild_id: str | None) -> dict[str, Any]:
+    def _registered(
+        self, command: Mapping[str, Any], command_id: str, guild_id: str | None
+    ) -> dict[str, Any]:
         registered = {
             "type": 1,
             "description": "",

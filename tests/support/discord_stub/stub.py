@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import mimetypes
 import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -117,7 +119,7 @@ class DiscordStub:
             await asyncio.wait_for(self._gateway.ready.wait(), timeout)
         except TimeoutError:
             seen = [f"{r.method} {r.path} -> {r.status}" for r in self.requests]
-            raise TimeoutError(f"no bot connected to the stub within {timeout}s; REST requests so far: {seen}") from None
+            raise TimeoutError(f"no bot connected within {timeout}s; REST requests so far: {seen}") from None
 
     async def drop_connection(self, code: int = 4000) -> None:
         """Close the bot's gateway socket with a resumable code; discord.py reconnects and RESUMEs."""
@@ -204,7 +206,8 @@ class DiscordStub:
         unsynced name is sent as a global command with a fresh id.
         """
         data = self._command_data(name, options, guild_id)
-        return await self._dispatch(2, data, user_id, roles, permissions, guild_id, channel_id, locale)
+        who = self._invoker(user_id, roles, permissions, guild_id, channel_id, locale)
+        return await self._dispatch(2, data, who)
 
     async def autocomplete(
         self,
@@ -221,7 +224,7 @@ class DiscordStub:
         with a type 8 callback whose data.choices are the suggestions."""
         data = self._command_data(name, options, None)
         _mark_focused(data.get("options", []), focused)
-        return await self._dispatch(4, data, user_id, roles, permissions, None, None, locale)
+        return await self._dispatch(4, data, self._invoker(user_id, roles, permissions, None, None, locale))
 
     async def click(
         self,
@@ -245,8 +248,8 @@ class DiscordStub:
         data: dict[str, Any] = {"custom_id": custom_id, "component_type": component_type}
         if values is not None:
             data["values"] = list(values)
-        channel_id = message["channel_id"]
-        return await self._dispatch(3, data, user_id, roles, permissions, None, channel_id, locale, message=message)
+        who = self._invoker(user_id, roles, permissions, None, message["channel_id"], locale)
+        return await self._dispatch(3, data, who, message=message)
 
     def _command_data(self, name: str, options: Options, guild_id: str | int | None) -> dict[str, Any]:
         command = self._state.find_command(name, str(guild_id or self.guild_id)) or {}
@@ -254,7 +257,9 @@ class DiscordStub:
         if "guild_id" in command:  # discord.py looks guild commands up only when this is present
             data["guild_id"] = command["guild_id"]
         resolved: dict[str, Any] = {}
-        entries = [{"name": k, "value": v} for k, v in options.items()] if isinstance(options, Mapping) else options
+        entries = options
+        if isinstance(options, Mapping):
+            entries = [{"name": name, "value": value} for name, value in options.items()]
         built = [self._option(entry, resolved) for entry in entries]
         if built:
             data["options"] = built
@@ -273,63 +278,86 @@ class DiscordStub:
             return {**entry, "type": payloads.ATTACHMENT, "value": attachment["id"]}
         return {**entry, "type": entry.get("type") or payloads.infer_option_type(value)}
 
-    async def _dispatch(
+    def _invoker(
         self,
-        interaction_type: int,
-        data: dict[str, Any],
         user_id: str | int | None,
         roles: Iterable[str | int],
         permissions: int,
         guild_id: str | int | None,
         channel_id: str | int | None,
         locale: str,
+    ) -> _Invoker:
+        state = self._state
+        return _Invoker(
+            user_id=str(user_id or state.user_id),
+            role_ids=tuple(state.role_id(r) for r in roles),
+            permissions=permissions,
+            guild_id=str(guild_id or state.guild_id),
+            channel_id=str(channel_id or state.channel_id),
+            locale=locale,
+        )
+
+    async def _dispatch(
+        self,
+        interaction_type: int,
+        data: dict[str, Any],
+        who: _Invoker,
         *,
         message: dict[str, Any] | None = None,
     ) -> Interaction:
-        payload = self._interaction_payload(interaction_type, data, user_id, roles, permissions, guild_id, channel_id)
-        payload["locale"] = locale
+        payload = self._interaction_payload(interaction_type, data, who)
         if message is not None:
             payload["message"] = message
         interaction = Interaction(payload, original_message_id=message and message["id"])
         # Registered before sending: the bot may answer before dispatch() returns.
         self._state.register(interaction)
         self.interactions.append(interaction)
-        await self._gateway.dispatch("INTERACTION_CREATE", payload, stamp=lambda t: setattr(interaction, "sent_at", t))
+        stamp = functools.partial(setattr, interaction, "sent_at")
+        await self._gateway.dispatch("INTERACTION_CREATE", payload, stamp=stamp)
         return interaction
 
     def _interaction_payload(
-        self,
-        interaction_type: int,
-        data: dict[str, Any],
-        user_id: str | int | None,
-        roles: Iterable[str | int],
-        permissions: int,
-        guild_id: str | int | None,
-        channel_id: str | int | None,
+        self, interaction_type: int, data: dict[str, Any], who: _Invoker
     ) -> dict[str, Any]:
         state = self._state
-        guild_id, channel_id, user_id = str(guild_id or state.guild_id), str(channel_id or state.channel_id), str(user_id or state.user_id)
-        user = state.owner if user_id == state.user_id else payloads.user(user_id, f"user{user_id}")
-        channel = state.channels.get(channel_id) or payloads.text_channel(channel_id, guild_id, "unknown")
+        user = state.owner
+        if who.user_id != state.user_id:
+            user = payloads.user(who.user_id, f"user{who.user_id}")
+        channel = state.channels.get(who.channel_id)
+        if channel is None:  # a channel the guild does not list: discord.py builds it from this payload
+            channel = payloads.text_channel(who.channel_id, who.guild_id, "unknown")
         return {
             "id": state.ids.next(),
             "application_id": state.app_id,
             "type": interaction_type,
             "data": data,
-            "guild_id": guild_id,
-            "guild": {"id": guild_id, "locale": "en-US", "features": []},
-            "channel_id": channel_id,
-            "channel": {**channel, "permissions": str(permissions)},
-            "member": payloads.member(user, [state.role_id(r) for r in roles], permissions=permissions),
+            "guild_id": who.guild_id,
+            "guild": {"id": who.guild_id, "locale": "en-US", "features": []},
+            "channel_id": who.channel_id,
+            "channel": {**channel, "permissions": str(who.permissions)},
+            "member": payloads.member(user, who.role_ids, permissions=who.permissions),
             "token": "stub-" + secrets.token_urlsafe(32),
             "version": 1,
+            "locale": who.locale,
             "guild_locale": "en-US",
             "app_permissions": str(payloads.ALL_PERMISSIONS),
             "entitlements": [],
-            "authorizing_integration_owners": {"0": guild_id},
+            "authorizing_integration_owners": {"0": who.guild_id},
             "context": 0,
             "attachment_size_limit": ATTACHMENT_SIZE_LIMIT,
         }
+
+
+@dataclass(frozen=True)
+class _Invoker:
+    """Who triggers an interaction, and where."""
+
+    user_id: str
+    role_ids: tuple[str, ...]
+    permissions: int
+    guild_id: str
+    channel_id: str
+    locale: str
 
 
 def _as_upload(option_name: str, value: bytes | bytearray | UploadedFile) -> UploadedFile:
