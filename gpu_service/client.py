@@ -29,7 +29,16 @@ class GpuClient(Protocol):
     async def train(
         self, request: TrainRequest, on_progress: TrainProgressCallback | None = None
     ) -> TrainResult:
-        """Train a new version (idempotent by job id) and make it live."""
+        """Train a new version (idempotent by job id) and make it live.
+
+        Progress carries `call_id` once the backend has one: store it to re-attach after a restart.
+        """
+
+    async def resume_training(
+        self, request: TrainRequest, call_id: str | None, on_progress: TrainProgressCallback | None = None
+    ) -> TrainResult:
+        """After a restart: re-attach to the running call, or run the job again (it resumes from its
+        last checkpoint, and a job that already produced a version returns it at once)."""
 
     async def list_versions(self, subject: str | None = None) -> list[ModelVersion]:
         """Every version of one subject (or of all), oldest first."""

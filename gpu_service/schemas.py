@@ -116,6 +116,8 @@ class TrainProgress(_Frozen):
     lr: float | None = None
     eta_s: float | None = None
     message: str = ""
+    # The backend's handle for re-attaching after a restart (a Modal FunctionCall id); None locally.
+    call_id: str | None = None
 
 
 class ModelVersion(_Frozen):

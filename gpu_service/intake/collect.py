@@ -20,7 +20,8 @@ from gpu_service.schemas import ImageSource
 SourceLike = ImageSource | str | Path | bytes
 T = TypeVar("T")
 
-_LINK = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)  # any scheme: ftp:// is a refused link, not a path
+# Any scheme makes a link, so "ftp://..." is refused as a link rather than looked for on disk.
+_LINK = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 _DECODE_SLOTS = 2  # a 40 MP decode holds ~120 MB; a few at a time keeps the bot process small
 _NAME_WIDTH = 80
 
