@@ -1,4 +1,5 @@
-"""`python -m gpu_service tiny-model DIR`: write a tiny random-weight Stable Diffusion pipeline to DIR."""
+"""`python -m gpu_service tiny-model DIR` writes a tiny random-weight Stable Diffusion pipeline to DIR;
+`python -m gpu_service demo-images DIR` writes synthetic training photos for the demo."""
 
 from __future__ import annotations
 
@@ -16,8 +17,17 @@ def main(argv: list[str] | None = None) -> int:
         "--safety-checker", choices=("none", "flag-all", "flag-none"), default="none",
         help="include a tiny safety checker that flags every image, or none",
     )
+    demo = commands.add_parser("demo-images", help="write a few synthetic training photos for the demo")
+    demo.add_argument("directory", type=Path)
+    demo.add_argument("--count", type=int, default=4)
     args = parser.parse_args(argv)
 
+    if args.command == "demo-images":
+        from gpu_service.demo_images import write_demo_images
+
+        for path in write_demo_images(args.directory, args.count):
+            print(path)
+        return 0
     from gpu_service.engine.tiny_model import write_tiny_model
 
     write_tiny_model(args.directory, seed=args.seed, safety_checker=args.safety_checker)
