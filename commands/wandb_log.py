@@ -10,7 +10,8 @@ import io
 import logging
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,21 @@ GENERATION_COLUMNS = [
     "channel_id", "interaction_id", "message_link",
 ]
 TABLE_KEY = "generations"
+EVENTS_KEY = "community_events"
+EVENT_COLUMNS = ["event", "row_id", "user_id", "guild_id", "detail", "at"]
 _STOP = object()
+
+
+@dataclass(frozen=True)
+class CommunityEvent:
+    """Something members did with a generated image: "share", "vote", "unvote", "delete", "remove"."""
+
+    event: str
+    row_id: str
+    user_id: str
+    guild_id: str = ""
+    detail: str = ""
+    at: str = ""  # ISO time; filled in when empty
 
 
 @dataclass(frozen=True)
@@ -63,10 +78,19 @@ class WandbGenerationLog:
         self.run_dir: Path | None = None
 
     def log_generation(self, generation: Generation) -> None:
+        self._enqueue(generation)
+
+    def log_event(self, event: CommunityEvent) -> None:
+        """Shares, votes and deletions, against the generation's row id, so W&B shows what people liked."""
+        if not event.at:
+            event = replace(event, at=datetime.now(timezone.utc).isoformat())
+        self._enqueue(event)
+
+    def _enqueue(self, item) -> None:
         if self.config.mode == "disabled" or self._failed:
             return
         self._ensure_thread()
-        self._queue.put(generation)
+        self._queue.put(item)
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until everything enqueued so far is written (tests, shutdown)."""
@@ -128,8 +152,16 @@ class _TableWriter:
         owner.run_url = self.run.url
         owner.run_dir = Path(self.run.dir).parent
         self.table = wandb.Table(columns=GENERATION_COLUMNS, log_mode="INCREMENTAL")
+        self.events = wandb.Table(columns=EVENT_COLUMNS, log_mode="INCREMENTAL")
 
-    def write(self, generation: Generation) -> None:
+    def write(self, item: Generation | CommunityEvent) -> None:
+        if isinstance(item, CommunityEvent):
+            self.events.add_data(*(getattr(item, column) for column in EVENT_COLUMNS))
+            self.run.log({EVENTS_KEY: self.events})
+        else:
+            self._write_generation(item)
+
+    def _write_generation(self, generation: Generation) -> None:
         from PIL import Image
 
         for row in generation_rows(generation):

@@ -114,3 +114,17 @@ async def test_progress_reaches_the_caller_on_the_loop_thread(services):
     )
     await asyncio.sleep(0)
     assert seen == [(1, True), (2, True), (3, True)]
+
+
+async def test_community_events_are_logged_against_the_row_id(services, settings):
+    from commands.wandb_log import EVENTS_KEY, CommunityEvent
+
+    generation = await services.generation.generate(GenerateOptions(prompt_prefix="a", steps=2), CONTEXT)
+    services.generation_log.log_event(CommunityEvent("share", generation.row_id(0), "42", "7"))
+    services.generation_log.log_event(CommunityEvent("vote", generation.row_id(0), "43", "7", detail="1"))
+    services.generation_log.close()
+    [run] = read_offline_runs(settings.wandb_dir)
+    events = run.table_rows(EVENTS_KEY)
+    assert [(e["event"], e["row_id"], e["user_id"]) for e in events] == [
+        ("share", generation.row_id(0), "42"), ("vote", generation.row_id(0), "43")]
+    assert all(e["at"] for e in events)
