@@ -1,0 +1,87 @@
+"""Banned-word matching: case-insensitive, on whole words, with a few cheap evasions caught.
+
+A banned entry is one word or a short phrase, stored normalized: case-folded, accents stripped, words
+joined by single spaces. A prompt matches when the entry's words appear as consecutive whole words in
+any of these readings of one text field:
+
+1. its words (runs of letters and digits; any punctuation or space separates words);
+2. each space-separated chunk with its punctuation dropped, so "b.a.d" and "ba-d" read "bad";
+3. its words with runs of two or more single letters joined, so "b a d" reads "bad".
+
+A word inside another word never matches: banning "ass" does not refuse "class". Not handled, on
+purpose: plurals and other inflections (ban them too), leetspeak, repeated letters.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
+
+MAX_WORD_LENGTH = 64
+MAX_WORDS_PER_GUILD = 500
+_WORD = re.compile(r"[^\W_]+")
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+def _fold(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(char for char in decomposed if not unicodedata.combining(char))
+
+
+def normalize_word(word: str) -> str:
+    """The stored form of a banned entry: "" when it has no letter or digit."""
+    return " ".join(_WORD.findall(_fold(word)))
+
+
+def parse_word_list(text: str) -> list[str]:
+    """What an admin typed ("a, b\\nsome phrase") as separate entries; phrases keep their spaces."""
+    return [part.strip() for part in re.split(r"[,;\n]", text) if part.strip()]
+
+
+def _readings(text: str) -> Iterator[list[str]]:
+    folded = _fold(text)
+    words = _WORD.findall(folded)
+    yield words
+    yield [squeezed for chunk in folded.split() if (squeezed := _NOT_WORD.sub("", chunk))]
+    yield _join_single_letters(words)
+
+
+def _join_single_letters(words: Sequence[str]) -> list[str]:
+    joined: list[str] = []
+    run: list[str] = []
+    for word in [*words, ""]:
+        if len(word) == 1:
+            run.append(word)
+            continue
+        joined.extend(["".join(run)] if len(run) > 1 else run)
+        run = []
+        if word:
+            joined.append(word)
+    return joined
+
+
+def _contains(words: Sequence[str], phrase: Sequence[str]) -> bool:
+    size = len(phrase)
+    return any(list(words[start:start + size]) == list(phrase) for start in range(len(words) - size + 1))
+
+
+def find_banned(banned: Iterable[str], *texts: str) -> str | None:
+    """The first banned entry found in any of the texts, as stored; None when all are clean."""
+    phrases = [(entry, entry.split()) for entry in banned if entry]
+    for text in texts:
+        for words in _readings(text):
+            for entry, phrase in phrases:
+                if _contains(words, phrase):
+                    return entry
+    return None
+
+
+def withheld_notice(withheld: int, total: int) -> str | None:
+    """What to tell the member when the safety checker withheld some images (never posted anywhere)."""
+    if withheld <= 0:
+        return None
+    if withheld >= total:
+        return "The safety checker withheld every image, so there is nothing to show. Try another prompt."
+    noun = "image was" if withheld == 1 else "images were"
+    return f"{withheld} {noun} withheld by the safety checker and not shown."

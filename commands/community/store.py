@@ -1,0 +1,361 @@
+"""The community's SQLite file: per-guild settings, banned words, gallery shares and votes.
+
+Every method is synchronous and runs one short transaction (WAL, synchronous=NORMAL: well under a
+millisecond), so the bot may call them straight from the event loop. One connection per store,
+guarded by a lock, serves every thread of the process; writes that read first (claiming a share) take
+the database's write lock with BEGIN IMMEDIATE, so a second process on the same file (the terminal
+shell) cannot interleave either. Times are stored as UTC epoch seconds.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 5000
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS guild_settings (
+    guild_id TEXT PRIMARY KEY,
+    gallery_channel_id TEXT,
+    spoiler INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS banned_words (
+    guild_id TEXT NOT NULL,
+    word TEXT NOT NULL,
+    added_by TEXT NOT NULL DEFAULT '',
+    added_at REAL NOT NULL,
+    PRIMARY KEY (guild_id, word)
+);
+CREATE TABLE IF NOT EXISTS shares (
+    share_id TEXT PRIMARY KEY,
+    guild_id TEXT NOT NULL,
+    row_id TEXT NOT NULL,
+    channel_id TEXT NOT NULL,
+    message_id TEXT,
+    shared_by TEXT NOT NULL,
+    creator_id TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    subject TEXT NOT NULL,
+    version INTEGER,
+    source_link TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    posted_at REAL,
+    removed_at REAL,
+    removed_by TEXT,
+    UNIQUE (guild_id, row_id)
+);
+CREATE INDEX IF NOT EXISTS shares_by_message ON shares (guild_id, message_id);
+CREATE INDEX IF NOT EXISTS shares_by_time ON shares (guild_id, posted_at);
+CREATE TABLE IF NOT EXISTS votes (
+    share_id TEXT NOT NULL REFERENCES shares (share_id) ON DELETE CASCADE,
+    user_id TEXT NOT NULL,
+    voted_at REAL NOT NULL,
+    PRIMARY KEY (share_id, user_id)
+);
+"""
+_SHARE_COLUMNS = (
+    "share_id, guild_id, row_id, channel_id, message_id, shared_by, creator_id, prompt, seed, subject, "
+    "version, source_link, created_at, posted_at, removed_at, removed_by"
+)
+
+
+def _time(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)
+
+
+def message_link(guild_id: str, channel_id: str, message_id: str) -> str:
+    return f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
+
+
+@dataclass(frozen=True)
+class ShareDraft:
+    """What the bot knows when Share is clicked: which image, who made it, who shares it."""
+
+    guild_id: str
+    row_id: str  # the generation's W&B row id, `<generation_id>-<index>`
+    channel_id: str  # the gallery channel it is about to be posted in
+    shared_by: str
+    creator_id: str
+    prompt: str
+    seed: int
+    subject: str
+    version: int | None
+    source_link: str = ""  # the generation message the gallery post links back to
+
+
+@dataclass(frozen=True)
+class Share:
+    """One image in a guild's gallery: claimed, then posted (message_id set), perhaps removed."""
+
+    share_id: str
+    guild_id: str
+    row_id: str
+    channel_id: str
+    message_id: str | None
+    shared_by: str
+    creator_id: str
+    prompt: str
+    seed: int
+    subject: str
+    version: int | None
+    source_link: str
+    created_at: datetime
+    posted_at: datetime | None = None
+    removed_at: datetime | None = None
+    removed_by: str | None = None
+
+    @classmethod
+    def _from_row(cls, row: tuple) -> Share:
+        values = list(row)
+        for position in (12, 13, 14):
+            values[position] = _time(values[position])
+        return cls(*values)
+
+    @property
+    def posted(self) -> bool:
+        return self.message_id is not None
+
+    @property
+    def removed(self) -> bool:
+        return self.removed_at is not None
+
+    @property
+    def link(self) -> str | None:
+        """The gallery post's address; None until the bot has posted it."""
+        return message_link(self.guild_id, self.channel_id, self.message_id) if self.message_id else None
+
+
+ClaimKind = Literal["claimed", "posted", "pending", "removed"]
+
+
+class CommunityStore:
+    """Settings, banned words, shares and votes in one SQLite file; schema created on open."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> CommunityStore:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _write(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._db.execute(sql, params)
+
+    def _read_one(self, sql: str, params: tuple = ()) -> tuple | None:
+        with self._lock:
+            return self._db.execute(sql, params).fetchone()
+
+    # Per-guild settings
+
+    def _setting(self, guild_id: str, column: str):
+        row = self._read_one(f"SELECT {column} FROM guild_settings WHERE guild_id = ?", (guild_id,))
+        return None if row is None else row[0]
+
+    def _set_setting(self, guild_id: str, column: str, value) -> None:
+        self._write(
+            f"INSERT INTO guild_settings (guild_id, {column}) VALUES (?, ?) "
+            f"ON CONFLICT (guild_id) DO UPDATE SET {column} = excluded.{column}",
+            (guild_id, value),
+        )
+
+    def gallery_channel(self, guild_id: str) -> str | None:
+        return self._setting(guild_id, "gallery_channel_id")
+
+    def set_gallery_channel(self, guild_id: str, channel_id: str | None) -> None:
+        self._set_setting(guild_id, "gallery_channel_id", channel_id)
+
+    def spoiler(self, guild_id: str) -> bool:
+        return bool(self._setting(guild_id, "spoiler"))
+
+    def set_spoiler(self, guild_id: str, on: bool) -> None:
+        self._set_setting(guild_id, "spoiler", int(on))
+
+    # Banned words (already normalized by the caller)
+
+    def banned_words(self, guild_id: str) -> list[str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT word FROM banned_words WHERE guild_id = ? ORDER BY word", (guild_id,)
+            ).fetchall()
+        return [word for (word,) in rows]
+
+    def add_banned_words(self, guild_id: str, words: Iterable[str], by: str, at: float) -> list[str]:
+        """The words that were not banned yet, now banned."""
+        added = []
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for word in dict.fromkeys(words):
+                    cursor = self._db.execute(
+                        "INSERT OR IGNORE INTO banned_words (guild_id, word, added_by, added_at) "
+                        "VALUES (?, ?, ?, ?)", (guild_id, word, by, at),
+                    )
+                    if cursor.rowcount:
+                        added.append(word)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return added
+
+    def remove_banned_words(self, guild_id: str, words: Iterable[str]) -> list[str]:
+        """The words that were banned and no longer are."""
+        removed = []
+        for word in dict.fromkeys(words):
+            cursor = self._write("DELETE FROM banned_words WHERE guild_id = ? AND word = ?", (guild_id, word))
+            if cursor.rowcount:
+                removed.append(word)
+        return removed
+
+    # Shares
+
+    def claim_share(
+        self, draft: ShareDraft, share_id: str, now: float, stale_before: float
+    ) -> tuple[ClaimKind, Share]:
+        """Atomically: a new claim for this image, or the share that already holds it.
+
+        A claim never confirmed (the bot died while posting) is taken over once created before
+        `stale_before`; a removed share stays, so a removed image cannot come back.
+        """
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                result = self._claim(draft, share_id, now, stale_before)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return result
+
+    def _claim(self, draft: ShareDraft, share_id: str, now: float, stale_before: float):
+        row = self._db.execute(
+            f"SELECT {_SHARE_COLUMNS} FROM shares WHERE guild_id = ? AND row_id = ?",
+            (draft.guild_id, draft.row_id),
+        ).fetchone()
+        if row is not None:
+            existing = Share._from_row(row)
+            if existing.removed:
+                return "removed", existing
+            if existing.posted:
+                return "posted", existing
+            if existing.created_at.timestamp() >= stale_before:
+                return "pending", existing
+            self._db.execute("DELETE FROM shares WHERE share_id = ?", (existing.share_id,))
+        self._db.execute(
+            "INSERT INTO shares (share_id, guild_id, row_id, channel_id, shared_by, creator_id, prompt, "
+            "seed, subject, version, source_link, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (share_id, draft.guild_id, draft.row_id, draft.channel_id, draft.shared_by, draft.creator_id,
+             draft.prompt, draft.seed, draft.subject, draft.version, draft.source_link, now),
+        )
+        row = self._db.execute(
+            f"SELECT {_SHARE_COLUMNS} FROM shares WHERE share_id = ?", (share_id,)
+        ).fetchone()
+        return "claimed", Share._from_row(row)
+
+    def get_share(self, share_id: str) -> Share | None:
+        row = self._read_one(f"SELECT {_SHARE_COLUMNS} FROM shares WHERE share_id = ?", (share_id,))
+        return None if row is None else Share._from_row(row)
+
+    def find_share(self, guild_id: str, post: str) -> Share | None:
+        """A guild's share by its share id or by its gallery message id."""
+        row = self._read_one(
+            f"SELECT {_SHARE_COLUMNS} FROM shares WHERE guild_id = ? AND (share_id = ? OR message_id = ?)",
+            (guild_id, post, post),
+        )
+        return None if row is None else Share._from_row(row)
+
+    def find_by_row(self, guild_id: str, row_id: str) -> Share | None:
+        row = self._read_one(
+            f"SELECT {_SHARE_COLUMNS} FROM shares WHERE guild_id = ? AND row_id = ?", (guild_id, row_id)
+        )
+        return None if row is None else Share._from_row(row)
+
+    def mark_posted(self, share_id: str, channel_id: str, message_id: str, now: float) -> bool:
+        """Record the gallery message; False when the claim is gone, removed, or already posted."""
+        cursor = self._write(
+            "UPDATE shares SET channel_id = ?, message_id = ?, posted_at = ? "
+            "WHERE share_id = ? AND message_id IS NULL AND removed_at IS NULL",
+            (channel_id, message_id, now, share_id),
+        )
+        return cursor.rowcount == 1
+
+    def drop_claim(self, share_id: str) -> bool:
+        """Forget a claim that was never posted, so Share can be tried again."""
+        cursor = self._write(
+            "DELETE FROM shares WHERE share_id = ? AND message_id IS NULL AND removed_at IS NULL", (share_id,)
+        )
+        return cursor.rowcount == 1
+
+    def mark_removed(self, share_id: str, by: str, now: float) -> bool:
+        """False when it was removed already (the first removal is the one recorded)."""
+        cursor = self._write(
+            "UPDATE shares SET removed_at = ?, removed_by = ? WHERE share_id = ? AND removed_at IS NULL",
+            (now, by, share_id),
+        )
+        return cursor.rowcount == 1
+
+    # Votes
+
+    def add_vote(self, share_id: str, user_id: str, now: float) -> tuple[bool, int]:
+        """(whether this vote is new, the post's total)."""
+        with self._lock:
+            added = self._db.execute(
+                "INSERT OR IGNORE INTO votes (share_id, user_id, voted_at) VALUES (?, ?, ?)",
+                (share_id, user_id, now),
+            ).rowcount == 1
+            return added, self._votes(share_id)
+
+    def remove_vote(self, share_id: str, user_id: str) -> tuple[bool, int]:
+        """(whether a vote was taken back, the post's total)."""
+        with self._lock:
+            removed = self._db.execute(
+                "DELETE FROM votes WHERE share_id = ? AND user_id = ?", (share_id, user_id)
+            ).rowcount == 1
+            return removed, self._votes(share_id)
+
+    def votes(self, share_id: str) -> int:
+        with self._lock:
+            return self._votes(share_id)
+
+    def _votes(self, share_id: str) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM votes WHERE share_id = ?", (share_id,)).fetchone()[0]
+
+    def top(self, guild_id: str, since: float | None, limit: int) -> list[tuple[Share, int]]:
+        """Posted, not removed shares posted at or after `since`: most votes first, then earliest."""
+        columns = ", ".join(f"s.{name.strip()}" for name in _SHARE_COLUMNS.split(","))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {columns}, COUNT(v.user_id) AS total FROM shares s "
+                "LEFT JOIN votes v ON v.share_id = s.share_id "
+                "WHERE s.guild_id = ? AND s.message_id IS NOT NULL AND s.removed_at IS NULL "
+                "AND (? IS NULL OR s.posted_at >= ?) "
+                "GROUP BY s.share_id ORDER BY total DESC, s.posted_at ASC, s.share_id ASC LIMIT ?",
+                (guild_id, since, since, limit),
+            ).fetchall()
+        return [(Share._from_row(row[:-1]), row[-1]) for row in rows]
