@@ -9,7 +9,7 @@ DEMO_DIR ?= data/demo
 DEMO_MODEL ?= $(DEMO_DIR)/tiny-model
 PYTEST_ARGS ?=
 
-.PHONY: help environment tiny-model demo test inference bench clean
+.PHONY: help environment tiny-model demo test inference bench clean deploy secrets
 
 help: ## list every target
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -41,6 +41,22 @@ inference: $(STAMP) ## generate with PROMPT_PREFIX / PROMPT_POSTFIX; writes PNGs
 
 bench: $(STAMP) ## run every benchmark in bench/ and print its figures
 	@for script in bench/*.py; do echo "== $$script"; $(PYTHON) $$script || exit 1; done
+
+MODAL ?= $(VENV)/bin/modal
+# The names on Modal derive from PROJECT_NAME, read here exactly as modal_app.py reads it (.env, environment).
+PROJECT_NAME = $(shell $(PYTHON) -c 'from gpu_service.settings import Settings; print(Settings().PROJECT_NAME)')
+
+deploy: $(STAMP) ## deploy the GPU service to Modal (needs a Modal token and `make secrets` once)
+	$(MODAL) deploy modal_app.py
+
+# Values go from .env.secrets to Modal without being echoed; empty values are fine (public base model,
+# W&B offline). Each Secret holds only its own key, so inference containers never see the W&B key.
+secrets: $(STAMP) ## create or update the Modal Secrets from .env.secrets (HUGGINGFACE_TOKEN, WANDB_API_KEY)
+	@test -f .env.secrets || { echo "copy .env.secrets.example to .env.secrets and fill it in"; exit 1; }
+	@set -a && . ./.env.secrets && set +a && \
+	  $(MODAL) secret create --force $(PROJECT_NAME)-huggingface \
+	    HUGGINGFACE_TOKEN="$${HUGGINGFACE_TOKEN:-$${HF_TOKEN:-}}" && \
+	  $(MODAL) secret create --force $(PROJECT_NAME)-wandb WANDB_API_KEY="$${WANDB_API_KEY:-}"
 
 clean: ## remove outputs/, data/demo and caches (keeps .venv/)
 	rm -rf outputs $(DEMO_DIR) .pytest_cache

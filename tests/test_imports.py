@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 BOT_SIDE = ["bot", "bot.__main__", "bot.wiring", "bot.cli", "commands.generate", "commands.wandb_log",
-            "commands.outputs", "commands.community", "gpu_service.schemas", "gpu_service.client", "gpu_service.local_client",
+            "commands.outputs", "commands.community", "gpu_service.schemas", "gpu_service.client", "gpu_service.local_client", "gpu_service.modal_client",
             "gpu_service.registry", "gpu_service.settings", "gpu_service.prompts", "gpu_service.errors"]
 
 

@@ -1,0 +1,356 @@
+"""The GPU client for the Modal deployment (`modal_app.py`): every call is a remote call with its own timeout.
+
+Pydantic models cross the boundary as plain dicts (`model_dump()` out, `model_validate()` in): a dict always
+unpickles, and validation names any field that two versions of the code disagree on.
+
+Errors are mapped to the small types in `gpu_service.errors`; the GPU side already turns its own failures into
+those types, so the mapping here is for Modal's errors and for anything that still slips through.
+
+Importing this module imports modal but no torch: it runs in the bot process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import modal
+import modal.exception
+from pydantic import ValidationError
+
+from gpu_service.client import ProgressCallback, TrainProgressCallback
+from gpu_service.errors import (
+    GpuServiceError,
+    GpuTimeout,
+    MissingCredentials,
+    ModelNotDeployed,
+    RemoteError,
+)
+from gpu_service.schemas import (
+    GenerateRequest,
+    GenerateResult,
+    GenerationProgress,
+    ModelVersion,
+    ServiceStatus,
+    TrainProgress,
+    TrainRequest,
+    TrainResult,
+)
+from gpu_service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MINUTES = 60
+HOURS = 60 * MINUTES
+# Per attempt on Modal; the client keeps polling a while longer, because a preempted training restarts.
+TRAIN_TIMEOUT_S = 2 * HOURS
+TRAIN_FOLLOW_S = TRAIN_TIMEOUT_S + 1 * HOURS
+STATUS_TIMEOUT_S = 10.0
+# Registry calls run in a small container that may have to start first.
+REGISTRY_TIMEOUT_S = 60.0
+POLL_INTERVAL_S = 5.0
+_NOT_READY = object()
+
+
+class CallGone(RemoteError):
+    """A training's call id that Modal no longer knows: expired, or never existed."""
+
+
+@dataclass(frozen=True)
+class ModalNames:
+    """Every name shared by `modal_app.py` (which creates them) and this client (which looks them up)."""
+
+    app: str
+    inference: str = "Inference"
+    train: str = "train"
+    list_versions: str = "list_versions"
+    activate: str = "activate"
+
+    @property
+    def registry_volume(self) -> str:
+        return f"{self.app}-registry"
+
+    @property
+    def hf_cache_volume(self) -> str:
+        return f"{self.app}-hf-cache"
+
+    @property
+    def huggingface_secret(self) -> str:
+        return f"{self.app}-huggingface"
+
+    @property
+    def wandb_secret(self) -> str:
+        return f"{self.app}-wandb"
+
+    @property
+    def training_progress(self) -> str:
+        return f"{self.app}-training-progress"
+
+
+class ModalLookup(Protocol):
+    """Where the client finds the deployed objects; tests pass stand-ins with the same `.aio` surface."""
+
+    def inference(self) -> Any:
+        """An instance of the inference class: `.generate.remote.aio`, `.generate_stream.remote_gen.aio`."""
+
+    def function(self, name: str) -> Any:
+        """A deployed function: `.remote.aio`, `.spawn.aio`."""
+
+    def function_call(self, call_id: str) -> Any:
+        """A spawned call: `.get.aio(timeout=0)`, `.object_id`."""
+
+    def progress_store(self) -> Any:
+        """The training-progress Dict: `.get.aio(key)`."""
+
+
+class DeployedApp:
+    """The real lookups. All lazy: nothing touches the network until a call is made.
+
+    Handles are made per call, not cached: one extra lookup per call is cheap next to a generation, and a
+    handle never outlives a redeploy or a failed first lookup.
+    """
+
+    def __init__(self, names: ModalNames) -> None:
+        self.names = names
+
+    def inference(self) -> Any:
+        return modal.Cls.from_name(self.names.app, self.names.inference)()
+
+    def function(self, name: str) -> Any:
+        return modal.Function.from_name(self.names.app, name)
+
+    def function_call(self, call_id: str) -> Any:
+        return modal.FunctionCall.from_id(call_id)
+
+    def progress_store(self) -> Any:
+        return modal.Dict.from_name(self.names.training_progress, create_if_missing=True)
+
+
+class ModalGpuClient:
+    """GpuClient over Modal. `lookup` replaces the real handles (tests)."""
+
+    def __init__(
+        self, settings: Settings, *, lookup: ModalLookup | None = None,
+        status_timeout_s: float = STATUS_TIMEOUT_S, registry_timeout_s: float = REGISTRY_TIMEOUT_S,
+        poll_interval_s: float = POLL_INTERVAL_S, train_follow_s: float = TRAIN_FOLLOW_S,
+    ) -> None:
+        self.settings = settings
+        self.names = ModalNames(settings.PROJECT_NAME)
+        self.lookup = lookup or DeployedApp(self.names)
+        self.call_timeout_s = settings.MODAL_CALL_TIMEOUT_S
+        self.status_timeout_s = status_timeout_s
+        self.registry_timeout_s = registry_timeout_s
+        self.poll_interval_s = poll_interval_s
+        self.train_follow_s = train_follow_s
+
+    # Generation
+
+    async def generate(
+        self, request: GenerateRequest, on_progress: ProgressCallback | None = None
+    ) -> GenerateResult:
+        payload = request.model_dump()
+        if on_progress is None:
+            data = await self._call(
+                "generation", self.call_timeout_s, lambda: self.lookup.inference().generate.remote.aio(payload)
+            )
+            return _validated(GenerateResult, data)
+        return await self._call("generation", self.call_timeout_s, lambda: self._stream(payload, on_progress))
+
+    async def _stream(self, payload: dict, on_progress: ProgressCallback) -> GenerateResult:
+        result = None
+        stream = self.lookup.inference().generate_stream.remote_gen.aio(payload)
+        try:
+            async for item in stream:
+                if item.get("kind") == "progress":
+                    on_progress(_validated(GenerationProgress, item["data"]))
+                else:
+                    result = _validated(GenerateResult, item["data"])
+        finally:
+            await _close(stream)
+        if result is None:
+            raise RemoteError("The GPU service ended the stream without a result.")
+        return result
+
+    # Training
+
+    async def train(
+        self, request: TrainRequest, on_progress: TrainProgressCallback | None = None
+    ) -> TrainResult:
+        """Spawn the training on Modal and follow it to its result.
+
+        The first report, right after the spawn, is "queued" with the call's id; every later one repeats it,
+        so the caller can store it and `resume_training` after a restart.
+        """
+        payload = request.model_dump()
+        call = await self._call(
+            "training start", self.registry_timeout_s,
+            lambda: self.lookup.function(self.names.train).spawn.aio(payload),
+        )
+        call_id = call.object_id
+        if on_progress is not None:
+            on_progress(TrainProgress(job_id=request.job_id, state="queued", call_id=call_id))
+        return await self._follow(call, call_id, request.job_id, on_progress)
+
+    async def resume_training(
+        self, request: TrainRequest, call_id: str | None, on_progress: TrainProgressCallback | None = None
+    ) -> TrainResult:
+        """Re-attach to `call_id`; with none, or one Modal no longer knows, run the job again.
+
+        Running again is safe: the job resumes from its checkpoints, or returns the version it already made.
+        A call that ended in failure reports that failure: it is the job's outcome.
+        """
+        if call_id is None:
+            return await self.train(request, on_progress)
+        try:
+            return await self._follow(self.lookup.function_call(call_id), call_id, request.job_id, on_progress)
+        except CallGone as gone:
+            log.info("training %s: call %s is gone (%s); running the job again", request.job_id, call_id, gone)
+            return await self.train(request, on_progress)
+
+    async def _follow(
+        self, call: Any, call_id: str, job_id: str, on_progress: TrainProgressCallback | None
+    ) -> TrainResult:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.train_follow_s
+        last: TrainProgress | None = None
+        while True:
+            result = await self._poll(call)
+            # Read after the poll, so the job's last report ("done") arrives before its result.
+            progress = await self._read_progress(job_id) if on_progress is not None else None
+            if progress is not None and progress != last:
+                last = progress
+                on_progress(progress.model_copy(update={"call_id": call_id}))
+            if result is not _NOT_READY:
+                return _validated(TrainResult, result)
+            if loop.time() > deadline:
+                raise GpuTimeout(
+                    f"Training {job_id} has not finished after {self.train_follow_s / HOURS:g} h of waiting."
+                )
+            await asyncio.sleep(self.poll_interval_s)
+
+    async def _poll(self, call: Any) -> Any:
+        """The call's result, or _NOT_READY. A poll that hangs counts as not ready: the next one retries."""
+        try:
+            async with asyncio.timeout(self.status_timeout_s):
+                return await call.get.aio(timeout=0)
+        except TimeoutError:
+            # Modal raises the built-in TimeoutError for "no result yet". The GPU side turns its own
+            # failures into GpuServiceErrors, so a TimeoutError here is never the job's own error.
+            return _NOT_READY
+        except GpuServiceError:
+            raise
+        except (modal.exception.OutputExpiredError, modal.exception.NotFoundError) as error:
+            raise CallGone(
+                "Modal no longer has this training's call (results are kept 7 days); run it again."
+            ) from error
+        except Exception as error:
+            raise self._mapped(error) from error
+
+    async def _read_progress(self, job_id: str) -> TrainProgress | None:
+        """The job's latest published progress; None when there is none yet or the read failed."""
+        try:
+            async with asyncio.timeout(self.status_timeout_s):
+                data = await self.lookup.progress_store().get.aio(job_id)
+            return None if data is None else TrainProgress.model_validate(data)
+        except (TimeoutError, ValidationError, modal.exception.Error) as error:
+            log.warning("could not read progress of training %s: %s", job_id, error.__class__.__name__)
+            return None
+
+    # Registry and status
+
+    async def list_versions(self, subject: str | None = None) -> list[ModelVersion]:
+        data = await self._call(
+            "version list", self.registry_timeout_s,
+            lambda: self.lookup.function(self.names.list_versions).remote.aio(subject),
+        )
+        return [_validated(ModelVersion, item) for item in data]
+
+    async def activate(self, subject: str, version: int) -> ModelVersion:
+        data = await self._call(
+            "activation", self.registry_timeout_s,
+            lambda: self.lookup.function(self.names.activate).remote.aio(subject, version),
+        )
+        return _validated(ModelVersion, data)
+
+    async def status(self) -> ServiceStatus:
+        """Never raises. Reads the autoscaler's counters, which starts no container (a remote call would)."""
+        try:
+            stats = await self._call(
+                "status check", self.status_timeout_s,
+                lambda: self.lookup.inference().generate.get_current_stats.aio(),
+            )
+        except GpuServiceError as error:
+            return ServiceStatus(backend="modal", reachable=False, warm=False, detail=str(error))
+        running = stats.num_total_runners
+        return ServiceStatus(
+            backend="modal", reachable=True, warm=running > 0,
+            detail=f"app {self.names.app}: {running} container(s) up, {stats.backlog} request(s) queued",
+        )
+
+    async def close(self) -> None:
+        """Nothing to release: Modal's client is process-wide and closes itself at exit."""
+
+    # Calls and errors
+
+    async def _call(self, what: str, timeout_s: float, work: Callable[[], Awaitable[Any]]) -> Any:
+        """Run one remote call under its own deadline; every failure leaves as a GpuServiceError."""
+        deadline = asyncio.timeout(timeout_s)
+        try:
+            async with deadline:
+                return await work()
+        except GpuServiceError:
+            raise
+        except Exception as error:
+            if deadline.expired():
+                raise GpuTimeout(
+                    f"The GPU service did not finish the {what} within {timeout_s:g} s; try again shortly."
+                ) from error
+            raise self._mapped(error) from error
+
+    def _mapped(self, error: BaseException) -> GpuServiceError:
+        return map_error(error, self.names.app)
+
+
+def map_error(error: BaseException, app_name: str) -> GpuServiceError:
+    """What a failure of a Modal call means for the caller, as one of our error types."""
+    if isinstance(error, GpuServiceError):
+        return error  # raised by the GPU side on purpose: its message is for the user
+    if isinstance(error, (modal.exception.AuthError, modal.exception.PermissionDeniedError)):
+        return MissingCredentials(
+            "Modal has no valid credentials here: set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET, "
+            "or run `modal token new`."
+        )
+    if isinstance(error, modal.exception.NotFoundError):
+        return ModelNotDeployed(f"The Modal app '{app_name}' is not deployed (or is incomplete): run `make deploy`.")
+    if isinstance(error, modal.exception.TimeoutError):
+        return GpuTimeout("The GPU job ran past its time limit on Modal.")
+    if isinstance(error, modal.exception.ConnectionError):
+        return RemoteError("Modal could not be reached from here; try again shortly.")
+    log.warning("Modal call failed: %r", error)
+    return RemoteError(f"The GPU service failed ({error.__class__.__name__}).")
+
+
+async def _close(stream: Any) -> None:
+    """Stop the remote generator when we stop reading (timeout, error); bounded, and never masks the reason."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is None:
+        return
+    try:
+        async with asyncio.timeout(2.0):
+            await aclose()
+    except Exception as error:
+        log.debug("closing a generation stream failed: %r", error)
+
+
+def _validated(model: type, data: Any) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        log.warning("unexpected %s from the GPU service: %s", model.__name__, error)
+        raise RemoteError(
+            f"The GPU service sent a {model.__name__} this bot cannot read: is the deployment up to date "
+            "(`make deploy`)?"
+        ) from error

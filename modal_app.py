@@ -1,0 +1,305 @@
+"""The GPU service on Modal: `modal deploy modal_app.py` (`make deploy`). Wiring only; the engine is gpu_service.
+
+Settings are read once, here, on the machine that deploys (environment, then .env). Containers read no .env
+file: they get the same non-secret settings as image environment variables, and the secrets from Modal
+Secrets, so every name derived from a setting (Volumes, the progress Dict) is the same on both sides.
+
+Heavy imports (torch, diffusers) happen only inside the container's hooks and functions, so this file imports
+where only the bot's dependencies are installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import re
+import threading
+import time
+import tomllib
+import uuid
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import modal
+from pydantic import SecretStr, ValidationError
+
+from gpu_service.errors import GpuBusy, GpuServiceError, InvalidRequest, RemoteError
+from gpu_service.modal_client import MINUTES, TRAIN_TIMEOUT_S, ModalNames
+from gpu_service.registry import ModelRegistry
+from gpu_service.schemas import GenerateRequest, GenerateResult, TrainProgress, TrainRequest
+from gpu_service.settings import Settings
+
+log = logging.getLogger("modal_app")
+
+settings = Settings()
+names = ModalNames(settings.PROJECT_NAME)
+
+CONTAINER_DATA_DIR = PurePosixPath("/data")  # DATA_DIR in the containers; the registry Volume is mounted inside
+REGISTRY_DIR = CONTAINER_DATA_DIR / "registry"  # == Settings(DATA_DIR=/data).registry_dir
+HF_CACHE_DIR = PurePosixPath("/cache/huggingface")  # HF_HOME: base weights are downloaded once, then reused
+INFERENCE_TIMEOUT_S = 5 * MINUTES  # one request; the client gives up sooner (MODAL_CALL_TIMEOUT_S)
+STARTUP_TIMEOUT_S = 20 * MINUTES  # the very first start downloads the base model
+REGISTRY_CALL_TIMEOUT_S = 1 * MINUTES
+# Up to 8 requests share a container; the autoscaler aims at 4, the micro-batcher's batch size.
+MAX_CONCURRENT_INPUTS = 8
+TARGET_CONCURRENT_INPUTS = 4
+LEASE_HEARTBEAT_S = 20.0
+LEASE_STALE_S = 3 * MINUTES  # a holder silent this long is gone (preempted or killed)
+BOT_ONLY_REQUIREMENTS = {"discord.py", "modal"}  # Modal puts its own client in every container
+
+
+def engine_requirements(pyproject: Path) -> list[str]:
+    """The image's pip requirements, from pyproject.toml: the base dependencies plus the `gpu` extra."""
+    project = tomllib.loads(pyproject.read_text())["project"]
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["gpu"]]
+    return sorted(req for req in wanted if _requirement_name(req) not in BOT_ONLY_REQUIREMENTS)
+
+
+def _requirement_name(requirement: str) -> str:
+    return re.match(r"[A-Za-z0-9_.-]+", requirement).group().lower()
+
+
+def container_env(values: Settings) -> dict[str, str]:
+    """The settings the containers run with, as environment variables. Secrets are left to Modal Secrets."""
+    # Set secrets are SecretStr; unset ones are None and dropped with the other unset optionals.
+    secret = {name for name in Settings.model_fields if isinstance(getattr(values, name), SecretStr)}
+    dumped = values.model_dump(mode="json", exclude=secret, exclude_none=True)
+    dumped.update(DATA_DIR=str(CONTAINER_DATA_DIR), OUTPUTS_DIR=str(CONTAINER_DATA_DIR / "outputs"))
+    dumped["GPU_BACKEND"] = "local"  # inside the container the engine runs in-process
+    env = {name: value if isinstance(value, str) else json.dumps(value) for name, value in dumped.items()}
+    env["HF_HOME"] = str(HF_CACHE_DIR)
+    return env
+
+
+# Inside a container pyproject.toml is not there, and the image is already built: nothing to install.
+_requirements = engine_requirements(Path(__file__).with_name("pyproject.toml")) if modal.is_local() else []
+image = (
+    modal.Image.debian_slim(python_version="3.11")
+    .pip_install(*_requirements)
+    .env(container_env(settings))
+    .add_local_python_source("gpu_service")
+)
+
+registry_volume = modal.Volume.from_name(names.registry_volume, create_if_missing=True)
+hf_cache_volume = modal.Volume.from_name(names.hf_cache_volume, create_if_missing=True)
+VOLUMES = {str(REGISTRY_DIR): registry_volume, str(HF_CACHE_DIR): hf_cache_volume}
+huggingface_secret = modal.Secret.from_name(names.huggingface_secret, required_keys=["HUGGINGFACE_TOKEN"])
+wandb_secret = modal.Secret.from_name(names.wandb_secret, required_keys=["WANDB_API_KEY"])
+training_progress = modal.Dict.from_name(names.training_progress, create_if_missing=True)
+
+app = modal.App(names.app, image=image)
+
+
+@app.cls(
+    gpu=settings.GPU_TYPE,
+    scaledown_window=settings.MODAL_SCALEDOWN_WINDOW_S,
+    min_containers=settings.MODAL_MIN_CONTAINERS,
+    volumes=VOLUMES,
+    secrets=[huggingface_secret],
+    timeout=INFERENCE_TIMEOUT_S,
+    startup_timeout=STARTUP_TIMEOUT_S,
+    enable_memory_snapshot=True,
+)
+@modal.concurrent(max_inputs=MAX_CONCURRENT_INPUTS, target_inputs=TARGET_CONCURRENT_INPUTS)
+class Inference:
+    """One warm pipeline per container. Concurrent inputs run on threads and meet in the micro-batcher."""
+
+    @modal.enter(snap=True)
+    def import_engine(self) -> None:
+        """Snapshotted: importing torch, diffusers and transformers is most of a cold start's CPU time.
+
+        The weights load after restore, in `load`: InferenceService.load picks CUDA by itself, and no GPU is
+        attached while the snapshot is taken. Nothing here may touch CUDA or start a thread.
+        """
+        import gpu_service.engine.service  # noqa: F401
+
+    @modal.enter(snap=False)
+    def load(self) -> None:
+        from gpu_service.engine.service import InferenceService
+
+        logging.basicConfig(level=logging.INFO)
+        self.service = InferenceService.from_settings(settings, reload_storage=reload_registry)
+        with boundary(f"loading {settings.BASE_MODEL}"):
+            self.service.load()
+        hf_cache_volume.commit()  # the first container downloaded the base model: share it now
+
+    @modal.exit()
+    def close(self) -> None:
+        if hasattr(self, "service"):
+            self.service.close()
+
+    @modal.method()
+    def generate(self, request: dict) -> dict:
+        with boundary("generating"):
+            return self.service.generate(GenerateRequest.model_validate(request)).model_dump()
+
+    @modal.method()
+    def generate_stream(self, request: dict):
+        """{"kind": "progress", "data": ...} for each step (with a small preview), then {"kind": "result", ...}."""
+        with boundary("generating"):
+            for item in self.service.generate_stream(GenerateRequest.model_validate(request)):
+                kind = "result" if isinstance(item, GenerateResult) else "progress"
+                yield {"kind": kind, "data": item.model_dump()}
+
+    @modal.method()
+    def status(self) -> dict:
+        # Reads no registry file: a Volume reload fails while files are open.
+        return {
+            "base_model": settings.BASE_MODEL, "loaded": self.service.loaded,
+            "pipeline_calls": self.service.pipeline_calls, "queued": self.service.queued(),
+        }
+
+
+def reload_registry() -> None:
+    """The InferenceService calls this between batches when a request names a version it cannot see yet."""
+    registry_volume.reload()
+
+
+# The registry's small operations run on CPU: they never wake a GPU, and a reload there cannot collide with
+# a generation holding files open.
+
+
+@app.function(volumes={str(REGISTRY_DIR): registry_volume}, timeout=REGISTRY_CALL_TIMEOUT_S)
+def list_versions(subject: str | None = None) -> list[dict]:
+    registry_volume.reload()  # a warm container's view may predate the latest training
+    with boundary("listing versions"):
+        return [version.model_dump() for version in registry().versions(subject)]
+
+
+@app.function(volumes={str(REGISTRY_DIR): registry_volume}, timeout=REGISTRY_CALL_TIMEOUT_S)
+def activate(subject: str, version: int) -> dict:
+    registry_volume.reload()
+    with boundary("activating a version"):
+        chosen = registry().activate(subject, version)
+    # Inference containers keep their view until a request names a version they lack; the bot sends the
+    # version it activated, so the next request brings them up to date.
+    registry_volume.commit()
+    return chosen.model_dump()
+
+
+@app.function(
+    gpu=settings.GPU_TYPE,
+    timeout=TRAIN_TIMEOUT_S,
+    volumes=VOLUMES,
+    secrets=[huggingface_secret, wandb_secret],
+)
+def train(request: dict) -> dict:
+    """Train and publish one version; progress goes to the progress Dict under the job id."""
+    logging.basicConfig(level=logging.INFO)
+    with boundary("training"):
+        parsed = TrainRequest.model_validate(request)
+        from gpu_service.engine.training_job import run_training_job
+
+        with SubjectLease(training_progress, parsed.subject, parsed.job_id):
+            registry_volume.reload()  # a reused container must number the new version after the latest
+            try:
+                result = run_training_job(settings, parsed, on_progress=ProgressPublisher(parsed.job_id))
+            finally:
+                registry_volume.commit()  # the new version, or the checkpoints a retry resumes from
+        return result.model_dump()
+
+
+# Helpers
+
+
+@functools.cache
+def registry() -> ModelRegistry:
+    """One registry per process: its writers are serialized by a lock on the instance."""
+    return ModelRegistry(settings.registry_dir)
+
+
+@contextlib.contextmanager
+def boundary(action: str):
+    """Errors leave a container as our own small types, so the bot unpickles them without torch installed."""
+    try:
+        yield
+    except GpuServiceError:
+        raise
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "request"
+        raise InvalidRequest(f"The request is not valid: {field}: {first['msg']}") from None
+    except Exception as error:
+        log.exception("%s failed", action)
+        raise RemoteError(f"The GPU service failed while {action} ({error.__class__.__name__}).") from None
+
+
+class ProgressPublisher:
+    """Puts each TrainProgress into the progress Dict, where the bot polls it. Never stops the training."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+
+    def __call__(self, progress: TrainProgress) -> None:
+        try:
+            training_progress.put(self.job_id, progress.model_dump(mode="json"))
+        except Exception as error:  # progress is advisory; the result arrives by the call itself
+            log.warning("could not publish progress of %s: %r", self.job_id, error)
+
+
+class SubjectLease:
+    """At most one training per subject, across containers: an entry in a Modal Dict kept fresh by a heartbeat.
+
+    `put(skip_if_exists=True)` is atomic, so of two jobs starting together exactly one gets the lease; the other
+    fails with GpuBusy. A holder that dies (preempted, killed at its timeout) stops beating, and its lease is
+    taken over once stale. The same job id arriving again (Modal retrying a preempted input, or a duplicate
+    spawn) waits for the lease instead of failing: by then the job either finished (and the retry returns its
+    version at once) or died (and the retry resumes from its checkpoints).
+    """
+
+    def __init__(
+        self, store: Any, subject: str, job_id: str, *, heartbeat_s: float = LEASE_HEARTBEAT_S,
+        stale_s: float = LEASE_STALE_S, clock=time.time,
+    ) -> None:
+        self.store, self.subject, self.job_id = store, subject, job_id
+        self.key = f"lease:{subject}"  # job ids have no ':', so leases never collide with progress entries
+        self.token = uuid.uuid4().hex
+        self.heartbeat_s, self.stale_s, self.clock = heartbeat_s, stale_s, clock
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+
+    def __enter__(self) -> SubjectLease:
+        self._acquire()
+        self._beat = threading.Thread(target=self._keep_fresh, name=f"lease-{self.subject}", daemon=True)
+        self._beat.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join(timeout=5)
+        with contextlib.suppress(Exception):  # an unreleased lease goes stale; never mask the job's outcome
+            if self._ours():
+                self.store.pop(self.key, None)
+
+    def _acquire(self) -> None:
+        deadline = self.clock() + self.stale_s
+        while not self.store.put(self.key, self._entry(), skip_if_exists=True):
+            holder = self.store.get(self.key) or {}
+            if self.clock() - holder.get("beat", 0.0) >= self.stale_s:
+                self.store.put(self.key, self._entry())  # the holder stopped beating: it is gone
+                if self._ours():
+                    return
+            elif holder.get("job_id") != self.job_id or self.clock() > deadline:
+                raise GpuBusy(
+                    f"A training for '{self.subject}' is already running (job {holder.get('job_id')}). "
+                    "Try again when it has finished."
+                )
+            else:
+                time.sleep(min(self.heartbeat_s, self.stale_s / 10))
+
+    def _keep_fresh(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            try:
+                if self._ours():
+                    self.store.put(self.key, self._entry())
+            except Exception as error:
+                log.warning("lease heartbeat for %s failed: %r", self.subject, error)
+
+    def _ours(self) -> bool:
+        return (self.store.get(self.key) or {}).get("token") == self.token
+
+    def _entry(self) -> dict:
+        return {"job_id": self.job_id, "token": self.token, "beat": self.clock()}
