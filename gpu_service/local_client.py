@@ -10,8 +10,7 @@ import asyncio
 import logging
 
 from gpu_service.client import ProgressCallback, TrainProgressCallback
-from gpu_service.errors import GpuServiceError, RemoteError
-from gpu_service.registry import ModelRegistry
+from gpu_service.errors import GpuBusy, GpuServiceError, RemoteError
 from gpu_service.schemas import (
     GenerateRequest,
     GenerateResult,
@@ -32,9 +31,9 @@ class LocalGpuClient:
         from gpu_service.engine.service import InferenceService
 
         self.settings = settings
-        self.registry = ModelRegistry(settings.registry_dir)
         self.service = InferenceService.from_settings(settings)
-        self.service.registry = self.registry
+        self.registry = self.service.registry
+        self._training: set[str] = set()  # subjects with a training running; touched on the loop only
 
     async def start(self) -> None:
         """Load the pipeline now rather than on the first request."""
@@ -43,18 +42,29 @@ class LocalGpuClient:
     async def generate(
         self, request: GenerateRequest, on_progress: ProgressCallback | None = None
     ) -> GenerateResult:
-        loop = asyncio.get_running_loop()
-        report = None
-        if on_progress is not None:
-            def report(progress):  # called on the engine's thread; hand it to the loop's thread
-                loop.call_soon_threadsafe(on_progress, progress)
-
+        report = _on_loop(on_progress)
         return await self._guard(asyncio.wrap_future(self.service.submit(request, report)))
 
     async def train(
         self, request: TrainRequest, on_progress: TrainProgressCallback | None = None
     ) -> TrainResult:
-        raise NotImplementedError  # arrives with the training engine
+        """Train on a thread of its own: members keep generating (on the old version) meanwhile."""
+        from gpu_service.engine.training_job import run_training_job
+
+        if request.subject in self._training:
+            raise GpuBusy(f"A training for '{request.subject}' is already running; try again when it is done.")
+        self._training.add(request.subject)
+        try:
+            report = _on_loop(on_progress)
+            return await self._guard(asyncio.to_thread(run_training_job, self.settings, request, report))
+        finally:
+            self._training.discard(request.subject)
+
+    async def resume_training(
+        self, request: TrainRequest, call_id: str | None, on_progress: TrainProgressCallback | None = None
+    ) -> TrainResult:
+        """In-process there is no call to re-attach to: run the job again; it resumes from its checkpoint."""
+        return await self.train(request, on_progress)
 
     async def list_versions(self, subject: str | None = None) -> list[ModelVersion]:
         return await asyncio.to_thread(self.registry.versions, subject)
@@ -81,3 +91,15 @@ class LocalGpuClient:
         except Exception as error:
             log.exception("the local image engine failed")
             raise RemoteError(f"The image engine failed ({error.__class__.__name__}).") from error
+
+
+def _on_loop(callback):
+    """Wrap a callback so engine threads hand their calls to the event loop's thread."""
+    if callback is None:
+        return None
+    loop = asyncio.get_running_loop()
+
+    def report(progress):
+        loop.call_soon_threadsafe(callback, progress)
+
+    return report

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     MAX_IMAGE_BYTES: int = Field(20 * 1024 * 1024, gt=0)
     INTAKE_TIMEOUT_S: float = Field(60.0, gt=0)
 
+    TRAIN_STEPS: int = Field(500, ge=1, le=5000)
+    TRAIN_CLASS_IMAGES: int = Field(100, ge=0, le=1000)
+    TRAIN_CHECKPOINT_EVERY: int = Field(100, ge=1)
+
     GPU_TYPE: str = "A100"
     MODAL_SCALEDOWN_WINDOW_S: int = Field(600, ge=2)
     MODAL_MIN_CONTAINERS: int = Field(0, ge=0)
@@ -67,3 +71,9 @@ class Settings(BaseSettings):
     @property
     def wandb_dir(self) -> Path:
         return self.DATA_DIR / "wandb"
+
+    @property
+    def class_cache_dir(self) -> Path:
+        """Prior-preservation images, cached per base model and class phrase. Inside the registry so that
+        on Modal they live on the registry Volume, not on a container's temporary disk."""
+        return self.registry_dir / "class-images"

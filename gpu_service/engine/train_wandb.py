@@ -1,0 +1,126 @@
+"""W&B for training: one run per job (job_type "train", named by the job id) and the LoRA as a model artifact.
+
+W&B is a mirror, never a dependency: the first failure is logged once as a warning and every later call
+does nothing, so training goes on. wandb is imported only when a run starts.
+
+Artifact choice: the version is published first, then the LoRA is logged as `lora-<subject>` with the
+aliases `<job id>` and `version-<n>`. The version's metadata records `<project>/lora-<subject>:<job id>`
+(known before publishing); should logging the artifact fail afterwards, that reference names nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WandbTrainingConfig:
+    project: str
+    mode: str = "offline"  # "online", "offline" or "disabled"
+    directory: Path | None = None  # runs go to <directory>/wandb; None: wandb's default (WANDB_DIR)
+    entity: str | None = None
+
+
+class TrainingTracker:
+    """Logs one training job to W&B. Every method is safe to call whatever state W&B is in."""
+
+    def __init__(self, config: WandbTrainingConfig) -> None:
+        self.config = config
+        self._run = None
+        self._wandb = None
+        self._failed = config.mode == "disabled"
+
+    @property
+    def active(self) -> bool:
+        return self._run is not None and not self._failed
+
+    @property
+    def url(self) -> str | None:
+        return self._guard("read the run url", lambda: self._run.url) if self.active else None
+
+    def start(self, job_id: str, config: dict[str, Any]) -> None:
+        self._guard("start a run", lambda: self._start(job_id, config))
+
+    def artifact_ref(self, subject: str, job_id: str) -> str | None:
+        """What the version's metadata records as its W&B artifact; None when nothing is logged."""
+        if not self.active:
+            return None
+        owner = f"{self.config.entity}/" if self.config.entity else ""
+        return f"{owner}{self.config.project}/lora-{subject}:{job_id}"
+
+    def log_step(self, step: int, loss: float, lr: float) -> None:
+        self._log({"train/loss": loss, "train/lr": lr}, step)
+
+    def log_images(self, key: str, pngs: Sequence[bytes], captions: Sequence[str], step: int) -> None:
+        if self.active:
+            self._guard(f"log {key}", lambda: self._run.log({key: self._images(pngs, captions)}, step=step))
+
+    def log_model(self, weights: Path, *, subject: str, job_id: str, version: int, metadata: dict) -> None:
+        self._guard("log the model artifact", lambda: self._log_model(weights, subject, job_id, version, metadata))
+
+    def finish(self, *, failed: bool = False) -> None:
+        if self._run is not None:
+            run, self._run = self._run, None
+            try:
+                run.finish(exit_code=1 if failed else 0)
+            except Exception as error:
+                self._warn("finish the run", error)
+
+    # Helpers
+
+    def _start(self, job_id: str, config: dict[str, Any]) -> None:
+        import wandb
+
+        self._wandb = wandb
+        directory = self.config.directory
+        if directory is not None:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+        self._run = wandb.init(
+            project=self.config.project, entity=self.config.entity, mode=self.config.mode,
+            dir=str(directory) if directory is not None else None, job_type="train", name=job_id,
+            config=config, reinit="create_new", settings=wandb.Settings(console="off", silent=True),
+        )
+
+    def _log(self, values: dict[str, Any], step: int) -> None:
+        if self.active:
+            self._guard("log metrics", lambda: self._run.log(values, step=step))
+
+    def _images(self, pngs: Sequence[bytes], captions: Sequence[str]) -> list:
+        from PIL import Image
+
+        images = []
+        for png, caption in zip(pngs, captions, strict=True):
+            with Image.open(io.BytesIO(png)) as image:
+                images.append(self._wandb.Image(image.convert("RGB"), caption=caption))
+        return images
+
+    def _log_model(self, weights: Path, subject: str, job_id: str, version: int, metadata: dict) -> None:
+        if not self.active:
+            return
+        artifact = self._wandb.Artifact(
+            name=f"lora-{subject}", type="model", metadata=metadata | {"version": version, "job_id": job_id},
+        )
+        artifact.add_file(str(weights))
+        self._run.log_artifact(artifact, aliases=[job_id, f"version-{version}"])
+
+    def _guard(self, action: str, work):
+        if self._failed:
+            return None
+        try:
+            return work()
+        except Exception as error:
+            self._warn(action, error)
+            return None
+
+    def _warn(self, action: str, error: Exception) -> None:
+        if not self._failed:
+            log.warning("W&B failed to %s (%s: %s); training goes on without it", action,
+                        error.__class__.__name__, error)
+        self._failed = True

@@ -1,0 +1,48 @@
+"""One training job as a deployment runs it: settings in, a published, live version out.
+
+The local client and the Modal `train` function both call `run_training_job`, so the two backends
+train identically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from gpu_service.client import TrainProgressCallback
+from gpu_service.engine.train_config import training_config
+from gpu_service.engine.train_wandb import TrainingTracker, WandbTrainingConfig
+from gpu_service.engine.training import train_version
+from gpu_service.intake import collect_images
+from gpu_service.intake.policy import intake_policy
+from gpu_service.registry import ModelRegistry
+from gpu_service.schemas import TrainRequest, TrainResult
+from gpu_service.settings import Settings
+
+
+def run_training_job(
+    settings: Settings, request: TrainRequest, on_progress: TrainProgressCallback | None = None
+) -> TrainResult:
+    """Idempotent by job id: a finished job returns its version; a crashed one resumes from its checkpoint.
+
+    The images are checked by the intake rules again here (the bot already did, but the GPU side never
+    trusts bytes it did not check) and normalised the same way whichever front end sent them.
+    """
+    intake = asyncio.run(collect_images(request.images, intake_policy(settings)))
+    config = training_config(
+        max_steps=settings.TRAIN_STEPS, num_class_images=settings.TRAIN_CLASS_IMAGES,
+        checkpoint_every=settings.TRAIN_CHECKPOINT_EVERY,
+    )
+    token = settings.HUGGINGFACE_TOKEN
+    tracker = TrainingTracker(WandbTrainingConfig(
+        project=settings.PROJECT_NAME, mode=settings.wandb_mode, directory=settings.wandb_dir,
+        entity=settings.WANDB_ENTITY,
+    ))
+    result = train_version(
+        request, [image.png for image in intake.images], base_model=settings.BASE_MODEL,
+        registry=ModelRegistry(settings.registry_dir), config=config,
+        instance_prefix=settings.INSTANCE_PREFIX, instance_postfix=settings.INSTANCE_POSTFIX,
+        class_cache_dir=settings.class_cache_dir, on_progress=on_progress, tracker=tracker,
+        token=token.get_secret_value() if token else None,
+    )
+    rejected = tuple(f"{rejection.name}: {rejection.reason}" for rejection in intake.rejected)
+    return result.model_copy(update={"rejected_images": result.rejected_images + rejected})

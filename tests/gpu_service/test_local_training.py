@@ -1,0 +1,65 @@
+"""Training through the local client: intake, DreamBooth LoRA, publish, and the new version live at once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gpu_service.demo_images import draw_subject
+from gpu_service.errors import GpuBusy, IntakeError
+from gpu_service.local_client import LocalGpuClient
+from gpu_service.schemas import GenerateRequest, ImageSource, TrainRequest
+from tests.conftest import make_settings
+
+pytestmark = pytest.mark.slow
+
+
+def photos(count: int = 3) -> tuple[ImageSource, ...]:
+    from gpu_service.engine.generator import encode_png
+
+    return tuple(ImageSource(data=encode_png(draw_subject(seed)), name=f"p{seed}.png") for seed in range(count))
+
+
+def train_request(job_id: str = "job-1", **fields) -> TrainRequest:
+    values = dict(job_id=job_id, subject="qwerty", instance_phrase="qwerty dog", class_phrase="dog",
+                  images=photos(), requested_by="ana")
+    return TrainRequest(**{**values, **fields})
+
+
+@pytest.fixture
+async def client(tmp_path, tiny_model_dir):
+    settings = make_settings(tmp_path / "data", tiny_model_dir, TRAIN_STEPS=4, TRAIN_CLASS_IMAGES=2,
+                             TRAIN_CHECKPOINT_EVERY=2)
+    client = LocalGpuClient(settings)
+    yield client
+    await client.close()
+
+
+async def test_trained_version_goes_live_for_the_next_generation(client):
+    ask = GenerateRequest(prompt_prefix="a photo of a", subject="qwerty", seed=3, steps=3)
+    before = await client.generate(ask)
+    progress = []
+    result = await client.train(train_request(), progress.append)
+    await asyncio.sleep(0)
+    assert result.version.version == 1 and result.version.active and result.version.trained_by == "ana"
+    assert {p.state for p in progress} >= {"training", "done"}
+    after = await client.generate(ask)
+    assert before.base_fallback and (after.version, after.base_fallback) == (1, False)
+    assert after.images[0].png != before.images[0].png
+    assert [v.version for v in await client.list_versions("qwerty")] == [1]
+
+
+async def test_a_second_training_of_the_same_subject_is_refused_while_one_runs(client):
+    first = asyncio.create_task(client.train(train_request("job-a")))
+    await asyncio.sleep(0)
+    with pytest.raises(GpuBusy, match="qwerty"):
+        await client.train(train_request("job-b"))
+    await first
+
+
+async def test_too_few_usable_images_fail_before_training_with_every_reason(client):
+    bad = (ImageSource(data=b"<html>no</html>", name="page.html"),) + photos(2)
+    with pytest.raises(IntakeError, match="page.html"):
+        await client.train(train_request(images=bad))
+    assert await client.list_versions("qwerty") == []

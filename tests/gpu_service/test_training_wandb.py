@@ -1,0 +1,104 @@
+"""The training's W&B run, read back from offline files; W&B failures never fail a training."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import wandb
+
+from gpu_service.engine.train_wandb import TrainingTracker, WandbTrainingConfig
+from gpu_service.registry import METADATA_NAME, WEIGHTS_NAME, ModelRegistry, VersionMetadata
+from tests.gpu_service.test_training import TINY, request, tiny_model, train  # noqa: F401 (fixture)
+from tests.support.wandb_offline import read_offline_runs
+
+PROJECT = "qwerty-test"
+
+
+def wandb_env(monkeypatch: pytest.MonkeyPatch, root: Path) -> dict[str, Path]:
+    dirs = {key: root / key.lower() for key in ("WANDB_DIR", "WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR")}
+    for key, path in dirs.items():
+        path.mkdir(parents=True)
+        monkeypatch.setenv(key, str(path))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    return dirs
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    dirs = wandb_env(monkeypatch, tmp_path / "wandb-env")
+    wandb.teardown()
+    yield dirs
+    wandb.teardown()
+
+
+@pytest.mark.slow
+def test_training_run_is_logged_with_its_model_artifact(offline, tiny_model, tmp_path):
+    registry = ModelRegistry(tmp_path / "registry")
+    runs_dir = tmp_path / "runs"
+    tracker = TrainingTracker(WandbTrainingConfig(project=PROJECT, mode="offline", directory=runs_dir))
+    result = train(request("job-wb"), tiny_model, registry, tmp_path / "classes", tracker=tracker)
+
+    (run,) = read_offline_runs(runs_dir, offline["WANDB_DATA_DIR"])
+    assert (run.job_type, run.name, run.project, run.exit_code) == ("train", "job-wb", PROJECT, 0)
+    assert run.config["subject"] == "rex" and run.config["instance_phrase"] == "qwerty dog"
+    assert run.config["learning_rate"] == 1e-4 and run.config["base_model"] == str(tiny_model)
+    losses = [row for row in run.history if "train/loss" in row]
+    assert [row["_step"] for row in losses] == list(range(1, TINY["max_steps"] + 1))
+    assert losses[-1]["train/lr"] == pytest.approx(1e-4)
+    assert run.image("train/images", index=2).size == (64, 64)
+    assert run.image("validation/images", index=1).size == (64, 64)
+
+    artifact = run.artifact("lora-rex", type="model")
+    assert set(artifact.aliases) >= {"job-wb", "version-1"}
+    assert artifact.metadata["version"] == 1 and artifact.metadata["job_id"] == "job-wb"
+    published = registry.version_dir("rex", result.version.version)
+    assert artifact.entries[WEIGHTS_NAME].read_bytes() == (published / WEIGHTS_NAME).read_bytes()
+    meta = VersionMetadata.model_validate_json((published / METADATA_NAME).read_text())
+    assert meta.wandb_artifact == f"{PROJECT}/lora-rex:job-wb"
+
+
+class BrokenRun:
+    url = None
+
+    def log(self, *args, **kwargs):
+        raise ConnectionError("wandb is down")
+
+    def finish(self, exit_code=0):
+        raise ConnectionError("wandb is down")
+
+
+def test_a_failing_wandb_never_fails_the_training(monkeypatch, tiny_model, tmp_path, caplog):
+    monkeypatch.setattr(wandb, "init", lambda **kwargs: BrokenRun())
+    tracker = TrainingTracker(WandbTrainingConfig(project=PROJECT, mode="offline", directory=tmp_path / "runs"))
+    registry = ModelRegistry(tmp_path / "registry")
+    with caplog.at_level(logging.WARNING, logger="gpu_service.engine.train_wandb"):
+        result = train(request("job-broken"), tiny_model, registry, tmp_path / "classes", tracker=tracker)
+    assert registry.active("rex") == result.version
+    warnings = [r for r in caplog.records if r.name == "gpu_service.engine.train_wandb"]
+    assert len(warnings) == 1 and "wandb is down" in warnings[0].getMessage()
+
+
+def test_a_tracker_that_cannot_start_does_nothing(monkeypatch, tmp_path, caplog):
+    def refuse(**kwargs):
+        raise RuntimeError("no network")
+
+    monkeypatch.setattr(wandb, "init", refuse)
+    tracker = TrainingTracker(WandbTrainingConfig(project=PROJECT, directory=tmp_path))
+    with caplog.at_level(logging.WARNING):
+        tracker.start("job", {"a": 1})
+        tracker.log_step(1, 0.5, 1e-4)
+        tracker.log_model(tmp_path / "missing", subject="rex", job_id="job", version=1, metadata={})
+        tracker.finish()
+    assert not tracker.active and tracker.url is None and tracker.artifact_ref("rex", "job") is None
+    assert len([r for r in caplog.records if "no network" in r.getMessage()]) == 1
+
+
+def test_disabled_tracker_never_imports_a_run(monkeypatch):
+    monkeypatch.setattr(wandb, "init", lambda **kwargs: pytest.fail("started a run"))
+    tracker = TrainingTracker(WandbTrainingConfig(project=PROJECT, mode="disabled"))
+    tracker.start("job", {})
+    tracker.log_step(1, 0.5, 1e-4)
+    assert not tracker.active
