@@ -9,7 +9,7 @@ DEMO_DIR ?= data/demo
 DEMO_MODEL ?= $(DEMO_DIR)/tiny-model
 PYTEST_ARGS ?=
 
-.PHONY: help environment tiny-model demo test inference bench clean deploy secrets
+.PHONY: help environment tiny-model demo test inference bench clean deploy secrets bot shell sync
 
 help: ## list every target
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -28,9 +28,23 @@ $(STAMP): pyproject.toml
 tiny-model: $(STAMP) ## write a tiny random-weight SD pipeline to $(DEMO_MODEL) (no network)
 	test -f $(DEMO_MODEL)/model_index.json || $(PYTHON) -m gpu_service tiny-model $(DEMO_MODEL)
 
-demo: tiny-model ## run the product offline on the tiny model: generate images for the sample prompt
-	BASE_MODEL=$(DEMO_MODEL) DATA_DIR=$(DEMO_DIR) WANDB_SILENT=true \
-	  $(PYTHON) -m bot inference --count 2
+DEMO_IMAGES ?= $(DEMO_DIR)/images
+DEMO_PROMPT := /qwerty prompt_prefix:"a gorgeous painting of a" prompt_postfix:"in a psychedelic 1970s style" count:2
+
+demo: tiny-model ## the product offline on the tiny model, through the shell: train the demo subject, then /qwerty
+	test -d $(DEMO_IMAGES) || $(PYTHON) -m gpu_service demo-images $(DEMO_IMAGES)
+	printf '%s\n' '/train urls:$(DEMO_IMAGES) steps:30' '$(DEMO_PROMPT)' | \
+	  BASE_MODEL=$(DEMO_MODEL) DATA_DIR=$(DEMO_DIR) GPU_BACKEND=local TRAIN_CLASS_IMAGES=8 WANDB_SILENT=true \
+	  $(PYTHON) -m bot shell
+
+bot: $(STAMP) ## run the Discord bot (needs DISCORD_TOKEN; syncs commands only to DISCORD_GUILD_ID, if set)
+	$(PYTHON) -m bot
+
+shell: $(STAMP) ## the slash commands in a terminal, as in Discord (type help; reads scripts from stdin)
+	$(PYTHON) -m bot shell
+
+sync: $(STAMP) ## register the slash commands with Discord: globally, or to DISCORD_GUILD_ID when set
+	$(PYTHON) -m bot sync
 
 test: $(STAMP) ## run the test suite (offline, CPU)
 	$(PYTHON) -m pytest $(PYTEST_ARGS)

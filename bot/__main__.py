@@ -1,27 +1,72 @@
-"""Entry point: `python -m bot` runs the Discord bot; subcommands run the other front ends."""
+"""Entry point. `python -m bot` runs the Discord bot; `shell` the same commands in a terminal; `sync`
+registers the slash commands with Discord; `inference` generates once and writes PNGs.
+
+Exit status 2: bad settings or usage (a missing DISCORD_TOKEN among them).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import sys
 
-from gpu_service.settings import Settings
+from pydantic import ValidationError
+
+from bot.settings import BotSettings, MissingToken
+
+
+def parse_args(argv: list[str] | None, settings: BotSettings) -> argparse.Namespace:
+    from bot.cli import add_inference_arguments
+
+    parser = argparse.ArgumentParser(prog="python -m bot", description="Stable Qwerty's front ends.")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("shell", help="run the slash commands in a terminal (reads standard input)")
+    commands.add_parser("sync", help="register the slash commands (globally, or to DISCORD_GUILD_ID) and exit")
+    add_inference_arguments(commands.add_parser("inference", help="generate once and write PNGs"), settings)
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = Settings()
-    parser = argparse.ArgumentParser(prog="python -m bot")
-    commands = parser.add_subparsers(dest="command")
-    from bot.cli import add_inference_arguments, run_inference
-
-    add_inference_arguments(commands.add_parser("inference", help="generate once and write PNGs"), settings)
-    args = parser.parse_args(argv)
+    try:
+        settings = BotSettings()
+    except ValidationError as error:
+        print(f"error: invalid settings:\n{error}", file=sys.stderr)
+        return 2
+    args = parse_args(argv, settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return asyncio.run(_run(args, settings))
+    except MissingToken as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _run(args: argparse.Namespace, settings: BotSettings) -> int:
     if args.command == "inference":
-        return asyncio.run(run_inference(args, settings))
-    parser.print_help()
-    return 2
+        from bot.cli import run_inference
+
+        return await run_inference(args, settings)
+    if args.command == "shell":
+        from bot.shell import run_shell
+
+        return await run_shell(settings)
+    token = settings.discord_token()  # before anything is built: a missing token fails at once
+    from bot.serve import point_discord_py_at
+
+    point_discord_py_at(settings)
+    if args.command == "sync":
+        from bot.app import sync_commands
+
+        names = await sync_commands(settings)
+        where = f"guild {settings.DISCORD_GUILD_ID}" if settings.DISCORD_GUILD_ID else "all guilds (global)"
+        print(f"synced {', '.join('/' + n for n in names)} to {where}")
+        return 0
+    from bot.serve import serve
+
+    return await serve(settings, token)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.settings import BotSettings
 from commands.generate import GenerationService
+from commands.jobs import JobStore
+from commands.queue import FairQueue, QueueLimits
+from commands.qwerty import NotLoggedYet, QwertyService
+from commands.subjects import SubjectCatalog
+from commands.train import TrainDefaults, TrainingService
 from commands.wandb_log import WandbConfig, WandbGenerationLog
 from gpu_service.client import GpuClient
+from gpu_service.intake import IntakePolicy, Resolver
 from gpu_service.settings import Settings
 
 
@@ -45,3 +52,58 @@ def make_services(settings: Settings, gpu: GpuClient | None = None) -> Services:
     generation_log = WandbGenerationLog(wandb_config(settings))
     generation = GenerationService(gpu, generation_log, default_subject=settings.DEFAULT_SUBJECT)
     return Services(settings, gpu, generation_log, generation)
+
+
+@dataclass
+class AppServices:
+    """What the Discord bot and the shell use: the use cases with their queue and job store."""
+
+    base: Services
+    jobs: JobStore
+    queue: FairQueue
+    subjects: SubjectCatalog
+    qwerty: QwertyService
+    training: TrainingService
+
+    @property
+    def gpu(self) -> GpuClient:
+        return self.base.gpu
+
+    async def close(self) -> None:
+        await self.base.close()
+        await self.jobs.close()
+
+
+def queue_limits(settings: BotSettings) -> QueueLimits:
+    return QueueLimits(
+        max_running_per_user=settings.MAX_RUNNING_PER_USER, max_waiting_per_user=settings.MAX_WAITING_PER_USER,
+        concurrency=settings.GPU_CONCURRENCY, max_wait_s=settings.QUEUE_TIMEOUT_S,
+    )
+
+
+def intake_policy(settings: Settings) -> IntakePolicy:
+    return IntakePolicy(
+        allow_private=settings.ALLOW_PRIVATE_URLS, max_bytes=settings.MAX_IMAGE_BYTES,
+        timeout_s=settings.INTAKE_TIMEOUT_S,
+    )
+
+
+def make_app_services(
+    settings: BotSettings, gpu: GpuClient | None = None, *, resolver: Resolver | None = None
+) -> AppServices:
+    base = make_services(settings, gpu)
+    jobs = JobStore(settings.DATA_DIR / "jobs.sqlite3")
+    queue = FairQueue(queue_limits(settings), noun="/qwerty requests")
+    subjects = SubjectCatalog(base.gpu)
+    # Rows are logged by QwertyService.finish, after the reply, so they carry the message link.
+    generation = GenerationService(base.gpu, NotLoggedYet(), default_subject=settings.DEFAULT_SUBJECT)
+    qwerty = QwertyService(generation, queue, jobs, base.generation_log, timeout_s=settings.GENERATION_TIMEOUT_S)
+    defaults = TrainDefaults(
+        subject=settings.DEFAULT_SUBJECT, instance_phrase=settings.INSTANCE_PHRASE,
+        class_phrase=settings.CLASS_PHRASE, images_file_url=settings.IMAGES_FILE_URL,
+    )
+    training = TrainingService(
+        base.gpu, jobs, subjects, policy=intake_policy(settings), defaults=defaults,
+        jobs_dir=settings.DATA_DIR / "jobs", timeout_s=settings.TRAIN_TIMEOUT_S, resolver=resolver,
+    )
+    return AppServices(base, jobs, queue, subjects, qwerty, training)

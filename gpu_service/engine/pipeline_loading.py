@@ -26,6 +26,8 @@ def load_pipeline(base_model: str, *, token: str | None = None, device: str | No
     """
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
+    # A UNet-only LoRA makes diffusers warn, on every load, that the text encoder got no LoRA keys.
+    diffusers_logging.set_verbosity_error()
     chosen_device, dtype = pick_device() if device is None else (device, torch.float32)
     pipe = DiffusionPipeline.from_pretrained(base_model, dtype=dtype, token=token)
     # DPM-Solver++ gives SD1.5 quality in ~25 steps where DDIM/PNDM want 50.

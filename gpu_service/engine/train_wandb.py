@@ -43,7 +43,10 @@ class TrainingTracker:
 
     @property
     def url(self) -> str | None:
-        return self._guard("read the run url", lambda: self._run.url) if self.active else None
+        """The run's page; offline, where its files are (for `wandb sync`)."""
+        if not self.active:
+            return None
+        return self._guard("read the run url", lambda: self._run.url or str(Path(self._run.dir).parent))
 
     def start(self, job_id: str, config: dict[str, Any]) -> None:
         self._guard("start a run", lambda: self._start(job_id, config))

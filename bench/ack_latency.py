@@ -1,0 +1,144 @@
+"""Acknowledgement latency under a burst: N simultaneous /qwerty against the loopback Discord.
+
+The stand-in runs in this process; the bot (the real QwertyBot on discord.py) runs in a child process
+with a GPU client that sleeps, so the figures are the bot's, not a GPU's. Each member is a different
+user (per-user limits would otherwise refuse most of a burst). Latency is from the INTERACTION_CREATE
+frame leaving the stand-in to the bot's callback reaching it.
+
+Two bursts are sent: the first finds no open HTTP connections (every callback opens one), the second
+finds the pool a running bot has. `--bare` measures a discord.py client that only defers, the floor
+this machine and library set, to show what the bot adds to it.
+Target: p99 < 100 ms at N = 200, all answered.
+
+Run: python bench/ack_latency.py [-n 200] [--gpu-delay 0.05] [--bare]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.discord_stub import DiscordStub  # noqa: E402
+
+TOKEN = "bench-token"
+TARGET_P99_MS = 100.0
+BURSTS = ("cold (new connections)", "warm (pooled connections)")
+
+
+async def serve_bot(data_dir: str, gpu_delay: float) -> None:
+    """The child: the bot as `python -m bot` builds it, but with the sleeping GPU client."""
+    from bot.app import QwertyBot
+    from bot.serve import point_discord_py_at, run_until_stopped
+    from bot.settings import BotSettings
+    from bot.wiring import make_app_services
+    from tests.support.sleepy_gpu import SleepyGpu
+
+    settings = BotSettings(_env_file=None, DATA_DIR=Path(data_dir), WANDB_MODE="disabled", DISCORD_TOKEN=TOKEN)
+    point_discord_py_at(settings)
+    app = make_app_services(settings, SleepyGpu(delay_s=gpu_delay))
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(15, stop.set)
+    try:
+        async with QwertyBot(settings=settings, app=app, guild_ready_timeout=0.1) as bot:
+            await run_until_stopped(bot, TOKEN, stop)
+    finally:
+        await app.close()
+
+
+async def serve_bare(gpu_delay: float) -> None:
+    """The floor: discord.py with one command that defers, sleeps and answers; nothing else."""
+    import io
+
+    import discord
+    from discord import app_commands
+
+    from bot.app import intents
+    from bot.serve import point_discord_py_at
+    from bot.settings import BotSettings
+    from tests.support.sleepy_gpu import tiny_png
+
+    point_discord_py_at(BotSettings(_env_file=None))
+    client = discord.Client(intents=intents(), guild_ready_timeout=0.1)
+    tree = app_commands.CommandTree(client)
+
+    @tree.command(description="bare")
+    async def qwerty(interaction: discord.Interaction, prompt_prefix: str) -> None:
+        await interaction.response.defer(thinking=True)
+        await asyncio.sleep(gpu_delay)
+        await interaction.followup.send(prompt_prefix, file=discord.File(io.BytesIO(tiny_png(1)), "x.png"))
+
+    asyncio.get_running_loop().add_signal_handler(15, lambda: asyncio.ensure_future(client.close()))
+    async with client:
+        await client.start(TOKEN)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+async def one_burst(stub: DiscordStub, n: int, first_user: int) -> tuple[list[float], int, float]:
+    interactions = await asyncio.gather(*(
+        stub.slash_command("qwerty", {"prompt_prefix": f"burst {i}"}, user_id=first_user + i) for i in range(n)
+    ))
+    acks = await asyncio.gather(*(i.wait_ack(timeout=30) for i in interactions), return_exceptions=True)
+    answers = await asyncio.gather(*(
+        i.responses.wait_for(lambda s: s.kind == "followup" and bool(s.files), timeout=120) for i in interactions
+    ), return_exceptions=True)
+    latencies = [(a.at - i.sent_at) * 1000 for a, i in zip(acks, interactions) if not isinstance(a, Exception)]
+    spread = (max(i.sent_at for i in interactions) - min(i.sent_at for i in interactions)) * 1000
+    return latencies, sum(not isinstance(a, Exception) for a in answers), spread
+
+
+async def run(n: int, gpu_delay: float, bare: bool) -> None:
+    async with DiscordStub(token=TOKEN) as stub:
+        with tempfile.TemporaryDirectory() as data_dir:
+            env = {**os.environ, **stub.bot_env(), "PYTHONPATH": str(ROOT)}
+            mode = ["--bare"] if bare else ["--serve-bot", data_dir]
+            child = await asyncio.create_subprocess_exec(
+                sys.executable, __file__, *mode, "--gpu-delay", str(gpu_delay), "--child", env=env,
+            )
+            try:
+                await stub.wait_connected(timeout=60)
+                await asyncio.sleep(0.5)  # let the bot settle (guild ready, recovery done)
+                print(f"{'bare discord.py (floor)' if bare else 'Stable Qwerty bot'}: {n} simultaneous /qwerty")
+                for index, label in enumerate(BURSTS):
+                    latencies, answered, spread = await one_burst(stub, n, 10_000 + index * n)
+                    report(label, n, latencies, answered, spread)
+                    await asyncio.sleep(1.0)
+            finally:
+                child.send_signal(15)
+                await asyncio.wait_for(child.wait(), 60)
+
+
+def report(label: str, n: int, latencies: list[float], answered: int, spread_ms: float) -> None:
+    p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
+    verdict = "meets" if p99 < TARGET_P99_MS and answered == n and len(latencies) == n else "MISSES"
+    print(f"  {label}: acknowledged {len(latencies)}/{n}, answered {answered}/{n}; ack ms p50 {p50:.1f} "
+          f"p99 {p99:.1f} max {max(latencies):.1f} (frames written over {spread_ms:.1f} ms); "
+          f"target p99 < {TARGET_P99_MS:.0f} ms: {verdict}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-n", type=int, default=200)
+    parser.add_argument("--gpu-delay", type=float, default=0.05, help="seconds the sleeping GPU takes per request")
+    parser.add_argument("--bare", action="store_true", help="measure a bare discord.py client instead")
+    parser.add_argument("--serve-bot", metavar="DATA_DIR", help=argparse.SUPPRESS)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        asyncio.run(serve_bare(args.gpu_delay) if args.bare else serve_bot(args.serve_bot, args.gpu_delay))
+    else:
+        asyncio.run(run(args.n, args.gpu_delay, args.bare))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""The Discord client: receives its dependencies, owns its background work, syncs commands only when told.
+
+    bot = QwertyBot(settings=settings, app=make_app_services(settings))
+    async with bot:
+        await bot.start(token)
+
+Commands are synced at start only to DISCORD_GUILD_ID (development); globally only by
+`python -m bot sync` (Discord allows 200 command creates a day per guild).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import discord
+from discord import app_commands
+
+from bot.errors import answer_error
+from bot.handlers import Handlers
+from bot.settings import BotSettings
+from bot.slash import add_commands
+from bot.tasks import TaskOwner
+from bot.wiring import AppServices
+from commands.jobs import JobRecord
+from commands.recovery import interrupted_text, recover
+
+log = logging.getLogger(__name__)
+
+
+def intents() -> discord.Intents:
+    # Guilds only: roles and channels for interactions. No message content, no members, no presences.
+    chosen = discord.Intents.none()
+    chosen.guilds = True
+    return chosen
+
+
+class QwertyBot(discord.Client):
+    def __init__(
+        self, *, settings: BotSettings, app: AppServices, guild_ready_timeout: float = 2.0,
+        warm_up: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        super().__init__(
+            intents=intents(), guild_ready_timeout=guild_ready_timeout,
+            allowed_mentions=discord.AllowedMentions.none(),  # a prompt with @everyone pings nobody
+        )
+        self.settings = settings
+        self.app = app
+        self.warm_up = warm_up
+        self.tasks = TaskOwner()
+        self.tree = app_commands.CommandTree(self)
+        add_commands(self.tree)
+        self.tree.error(answer_error)
+        self.handlers = Handlers(app, settings, self.tasks, self)
+
+    async def setup_hook(self) -> None:
+        """After login, before the gateway: dev-guild sync, then recovery and warm-up in the background."""
+        if self.settings.DISCORD_GUILD_ID:
+            await sync_to(self.tree, self.settings.DISCORD_GUILD_ID)
+        self.tasks.spawn(self.recover(), name="recover-jobs")
+        if self.warm_up is not None:
+            self.tasks.spawn(self._warm(self.warm_up), name="warm-gpu")
+
+    async def on_ready(self) -> None:
+        log.info("ready: logged in as %s (%s) in %d guild(s)", self.user, self.user.id if self.user else "?",
+                 len(self.guilds))
+
+    async def recover(self) -> None:
+        """Jobs the last run left unfinished: trainings resumed, generations reported in their channel."""
+        await recover(self.app.jobs, "discord", report=self._report_interrupted, resume=self._resume)
+
+    def _resume(self, record: JobRecord) -> None:
+        self.tasks.spawn(self.handlers.training.resume(record), name=f"resume-{record.job_id}")
+
+    async def _report_interrupted(self, record: JobRecord) -> None:
+        if not record.channel_id:
+            log.warning("job %s was interrupted and has no channel to report in", record.job_id)
+            return
+        channel = self.get_partial_messageable(int(record.channel_id))
+        mention = f"<@{record.user_id}> " if record.user_id.isdigit() else ""
+        only_them = discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(int(record.user_id))]) \
+            if mention else discord.AllowedMentions.none()
+        await channel.send(mention + interrupted_text(record), allowed_mentions=only_them)
+
+    async def _warm(self, warm_up: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await warm_up()
+            log.info("the GPU client is warm")
+        except Exception:
+            log.exception("warming the GPU client failed; requests will try again")
+
+    async def close(self) -> None:
+        await self.tasks.close()
+        await super().close()
+
+
+async def sync_to(tree: app_commands.CommandTree, guild_id: int | None) -> list[app_commands.AppCommand]:
+    """One bulk overwrite of the commands: to a guild (instant, for development) or global."""
+    if guild_id is None:
+        synced = await tree.sync()
+    else:
+        guild = discord.Object(guild_id)
+        tree.copy_global_to(guild=guild)
+        synced = await tree.sync(guild=guild)
+    log.info("synced %d command(s) to %s", len(synced), f"guild {guild_id}" if guild_id else "all guilds")
+    return synced
+
+
+async def sync_commands(settings: BotSettings) -> list[str]:
+    """`python -m bot sync`: log in over REST only, sync, log out. Builds no GPU client."""
+    client = discord.Client(intents=intents())
+    tree = app_commands.CommandTree(client)
+    add_commands(tree)
+    async with client:
+        await client.login(settings.discord_token())
+        synced = await sync_to(tree, settings.DISCORD_GUILD_ID)
+    return [command.name for command in synced]

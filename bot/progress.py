@@ -1,0 +1,69 @@
+"""One message that shows the latest progress, edited at most once every `interval_s` (rate limits).
+
+`show` is synchronous and only remembers the newest text, so GPU callbacks never wait on Discord; a
+writer task owned by the `async with` block does the edits. A failed edit is logged and skipped:
+progress is a courtesy, never a reason for the job to fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+EDIT_TIMEOUT_S = 10.0
+
+
+class ProgressMessage:
+    def __init__(
+        self, edit: Callable[[str], Awaitable[Any]], *, interval_s: float = 2.0, first_delay_s: float = 0.0
+    ) -> None:
+        self._edit = edit
+        self.interval_s = interval_s
+        self.first_delay_s = first_delay_s  # a quick job is answered without any progress edit
+        self._latest: str | None = None
+        self._shown: str | None = None
+        self._changed = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._closed = False
+        self.edits = 0
+
+    def show(self, text: str) -> None:
+        self._latest = text
+        self._changed.set()
+
+    async def __aenter__(self) -> ProgressMessage:
+        self._writer = asyncio.create_task(self._write(), name="progress-edits")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._writer is None:
+            return
+        # The flag as well as the cancel: a cancel that lands as an edit completes can be lost, and the
+        # writer must still stop rather than wait for a change that never comes.
+        self._closed = True
+        self._changed.set()
+        self._writer.cancel()
+        _, pending = await asyncio.wait({self._writer}, timeout=EDIT_TIMEOUT_S)
+        if pending:
+            log.error("the progress writer did not stop; leaving it")
+        self._writer = None
+
+    async def _write(self) -> None:
+        await asyncio.sleep(self.first_delay_s)
+        while not self._closed:
+            await self._changed.wait()
+            self._changed.clear()
+            text = self._latest
+            if self._closed or text is None or text == self._shown:
+                continue
+            try:
+                async with asyncio.timeout(EDIT_TIMEOUT_S):
+                    await self._edit(text)
+                self._shown = text
+                self.edits += 1
+            except Exception:
+                log.warning("a progress edit failed; the job goes on", exc_info=True)
+            await asyncio.sleep(self.interval_s)

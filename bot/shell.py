@@ -1,0 +1,159 @@
+"""`python -m bot shell`: the slash commands in a terminal, like Hubot's shell adapter or Errbot's text
+backend. Reads one command per line from standard input (a prompt when it is a terminal), so a script
+can drive it:
+
+    /train urls:data/demo/images steps:50
+    /qwerty prompt_prefix:"a gorgeous painting of a" prompt_postfix:"in space" count:2
+
+The same commands/ use cases as Discord run here; images are saved under OUTPUTS_DIR and their paths
+printed. The shell is local and trusted: its user is an admin, and /train reads files and folders.
+Exit status: 0 when every command succeeded, 1 when any failed (so `make demo` stops on an error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import getpass
+import logging
+import sys
+import time
+from typing import TextIO
+
+from bot import render
+from bot.lazy_gpu import LazyGpuClient
+from bot.settings import BotSettings
+from bot.wiring import AppServices, make_app_services, make_gpu_client
+from commands.context import RequestContext
+from commands.errors import reply_for
+from commands.jobs import JobRecord
+from commands.outputs import save_generation
+from commands.recovery import interrupted_text, recover
+from commands.shell_parse import ShellCommand, generate_options, parse_line, train_options
+from gpu_service.client import GpuClient
+from gpu_service.schemas import TrainProgress
+
+log = logging.getLogger(__name__)
+PROMPT = "qwerty> "
+HELP = """Commands (options as name:value; quote values with spaces):
+  /qwerty prompt_prefix:"a gorgeous painting of a" [prompt_postfix:...] [seed:N] [count:1-4]
+          [negative_prompt:...] [steps:N] [guidance:X] [subject:NAME]
+  /train urls:"LINKS, FILES OR FOLDERS" [subject:NAME] [instance_phrase:...] [class_phrase:...] [steps:N]
+  help    this text
+  quit    leave (end of input does too)"""
+
+
+class Shell:
+    def __init__(self, app: AppServices, settings: BotSettings, out: TextIO) -> None:
+        self.app = app
+        self.settings = settings
+        self.out = out
+        self.context = RequestContext(front_end="shell", user_id=_user(), user_name=_user())
+        self.failures = 0
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    async def recover(self) -> None:
+        async def report(record: JobRecord) -> None:
+            self.say(f"note: job {record.job_id}: {interrupted_text(record)}")
+
+        await recover(self.app.jobs, "shell", report=report)
+
+    async def run_line(self, line: str) -> bool:
+        """Run one line; False when the shell should stop."""
+        try:
+            command = parse_line(line)
+            if command is None:
+                return True
+            if command.name == "quit":
+                return False
+            await self.run(command)
+        except Exception as error:
+            self.failures += 1
+            self.report(error)
+        return True
+
+    async def run(self, command: ShellCommand) -> None:
+        if command.name == "help":
+            self.say(HELP)
+        elif command.name == "qwerty":
+            await self.qwerty(command)
+        else:
+            await self.train(command)
+
+    def report(self, error: BaseException) -> None:
+        reply = reply_for(error)
+        if reply.unexpected:
+            log.error("unexpected error [ref %s] in the shell", reply.reference, exc_info=error)
+        self.say(f"error: {reply.text}")
+
+    async def qwerty(self, command: ShellCommand) -> None:
+        admission = self.app.qwerty.admit(generate_options(command.options), self.context)
+        generation = await self.app.qwerty.run(admission)
+        paths = save_generation(generation, self.settings.OUTPUTS_DIR)
+        await self.app.qwerty.finish(generation)
+        for line in render.generation_reply(generation).content.splitlines():
+            self.say(line.replace("**", "").replace("\\", ""))
+        for path in paths:
+            self.say(f"wrote {path}")
+
+    async def train(self, command: ShellCommand) -> None:
+        options = train_options(command.options)
+        claim = self.app.training.claim(options.subject)
+        try:
+            prepared = await self.app.training.prepare(claim, options, self.context)
+        except BaseException:
+            claim.release()
+            raise
+        self.say(render.training_started(prepared, "printed here").replace("`", ""))
+        result = await self.app.training.run(prepared, self._throttled(prepared.request.subject))
+        version = result.version
+        self.say(f"trained {version.subject} v{version.version} (live now); W&B: {version.wandb_url or 'n/a'}")
+        directory = self.settings.OUTPUTS_DIR
+        directory.mkdir(parents=True, exist_ok=True)
+        for index, png in enumerate(result.validation_images):
+            path = directory / f"{version.subject}-v{version.version}-sample-{index}.png"
+            path.write_bytes(png)
+            self.say(f"wrote {path}")
+
+    def _throttled(self, subject: str):
+        last = [0.0]
+
+        def show(progress: TrainProgress) -> None:
+            now = time.monotonic()
+            if now - last[0] >= self.settings.PROGRESS_INTERVAL_S or progress.state in ("done", "failed"):
+                last[0] = now
+                self.say(render.train_progress(subject, progress).replace("`", ""))
+
+        return show
+
+
+async def run_shell(
+    settings: BotSettings, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout, gpu: GpuClient | None = None
+) -> int:
+    # Built on first use: `help` or a typo answers at once, without loading the engine.
+    gpu = gpu or LazyGpuClient(functools.partial(make_gpu_client, settings), backend=settings.GPU_BACKEND)
+    app = make_app_services(settings, gpu)
+    shell = Shell(app, settings, stdout)
+    interactive = stdin.isatty()
+    try:
+        await shell.recover()
+        if interactive:
+            shell.say("Stable Qwerty shell: type help, or a command such as /qwerty prompt_prefix:\"a painting of a\"")
+        while True:
+            if interactive:
+                print(PROMPT, end="", file=stdout, flush=True)
+            line = await asyncio.to_thread(stdin.readline)
+            if not line or not await shell.run_line(line):
+                break
+    finally:
+        await app.close()
+    return 1 if shell.failures else 0
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "shell"

@@ -1,0 +1,192 @@
+"""The job store: every /qwerty and /train, who asked, where, what, and how it ended, in SQLite.
+
+One file under DATA_DIR (WAL mode, so a shell and the bot can share it). All SQL runs on one thread
+owned by the store, so the event loop never waits on the disk and the connection is never shared
+between threads. On start a front end asks for `unfinished()` jobs: nothing is ever silently lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from commands.context import RequestContext
+
+JobKind = Literal["generate", "train"]
+JobState = Literal["queued", "running", "done", "failed"]
+UNFINISHED: tuple[JobState, ...] = ("queued", "running")
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    front_end TEXT NOT NULL,
+    user_id TEXT NOT NULL DEFAULT '',
+    user_name TEXT NOT NULL DEFAULT '',
+    guild_id TEXT NOT NULL DEFAULT '',
+    channel_id TEXT NOT NULL DEFAULT '',
+    interaction_id TEXT NOT NULL DEFAULT '',
+    message_id TEXT NOT NULL DEFAULT '',
+    request TEXT NOT NULL DEFAULT '{}',
+    result TEXT NOT NULL DEFAULT '{}',
+    call_id TEXT,
+    error TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, front_end);
+"""
+_JSON_FIELDS = ("request", "result")
+_TIMEOUT_S = 30.0  # a wait on the disk; SQLite's own busy timeout is shorter
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    job_id: str
+    kind: JobKind
+    state: JobState
+    front_end: str
+    user_id: str = ""
+    user_name: str = ""
+    guild_id: str = ""
+    channel_id: str = ""
+    interaction_id: str = ""
+    message_id: str = ""  # the reply (generation) or the channel progress message (training)
+    request: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, Any] = field(default_factory=dict)  # W&B row ids, or the trained version
+    call_id: str | None = None  # the GPU backend's handle, to re-attach after a restart
+    error: str = ""
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    @classmethod
+    def new(
+        cls, job_id: str, kind: JobKind, context: RequestContext, request: dict[str, Any],
+        state: JobState = "queued",
+    ) -> JobRecord:
+        now = time.time()
+        who = {name: value for name, value in context.to_dict().items() if name != "message_link"}
+        return cls(job_id=job_id, kind=kind, state=state, request=request, created_at=now,
+                   updated_at=now, **who)
+
+    @property
+    def context(self) -> RequestContext:
+        return RequestContext(
+            front_end=self.front_end, user_id=self.user_id, user_name=self.user_name,
+            guild_id=self.guild_id, channel_id=self.channel_id, interaction_id=self.interaction_id,
+        )
+
+
+_COLUMNS = [f.name for f in fields(JobRecord)]
+
+
+class JobStore:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-store")
+        self._connection: sqlite3.Connection | None = None  # touched only on the executor's thread
+
+    async def add(self, record: JobRecord) -> None:
+        await self._run(self._insert, record)
+
+    async def update(self, job_id: str, **changes: Any) -> JobRecord:
+        """Change some fields (and updated_at); returns the record as stored."""
+        return await self._run(self._update, job_id, changes)
+
+    def update_soon(self, job_id: str, **changes: Any) -> Future[JobRecord]:
+        """The same from synchronous code (a progress callback); `close` waits for it."""
+        return self._executor.submit(self._update, job_id, changes)
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        return await self._run(self._select_one, job_id)
+
+    async def unfinished(self, front_end: str | None = None) -> list[JobRecord]:
+        """Jobs still queued or running, oldest first (those a restart interrupted)."""
+        return await self._run(self._select_unfinished, front_end)
+
+    async def all(self) -> list[JobRecord]:
+        return await self._run(self._select, "SELECT * FROM jobs ORDER BY created_at, rowid", ())
+
+    async def close(self) -> None:
+        async with asyncio.timeout(_TIMEOUT_S):
+            await asyncio.to_thread(self._executor.shutdown, wait=True)
+        if self._connection is not None:  # the executor's thread is gone: nobody else holds it
+            self._connection.close()
+            self._connection = None
+
+    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(_TIMEOUT_S):
+            return await loop.run_in_executor(self._executor, function, *args)
+
+    # on the store's thread
+
+    def _db(self) -> sqlite3.Connection:
+        if self._connection is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False)
+            connection.row_factory = sqlite3.Row
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")  # WAL keeps it safe across crashes
+            connection.executescript(_SCHEMA)
+            self._connection = connection
+        return self._connection
+
+    def _insert(self, record: JobRecord) -> None:
+        row = _to_row(record)
+        marks = ", ".join("?" for _ in _COLUMNS)
+        with self._db() as db:
+            db.execute(f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({marks})", [row[c] for c in _COLUMNS])
+
+    def _update(self, job_id: str, changes: dict[str, Any]) -> JobRecord:
+        unknown = set(changes) - set(_COLUMNS)
+        if unknown:
+            raise ValueError(f"no such job fields: {sorted(unknown)}")
+        current = self._select_one(job_id)
+        if current is None:
+            raise KeyError(f"no job {job_id!r}")
+        updated = replace(current, **changes, updated_at=time.time())
+        row = _to_row(updated)
+        names = [name for name in _COLUMNS if name != "job_id"]
+        with self._db() as db:
+            db.execute(f"UPDATE jobs SET {', '.join(f'{n} = ?' for n in names)} WHERE job_id = ?",
+                       [row[n] for n in names] + [job_id])
+        return updated
+
+    def _select_one(self, job_id: str) -> JobRecord | None:
+        found = self._select("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
+        return found[0] if found else None
+
+    def _select_unfinished(self, front_end: str | None) -> list[JobRecord]:
+        query = f"SELECT * FROM jobs WHERE state IN ({', '.join('?' for _ in UNFINISHED)})"
+        arguments: list[str] = list(UNFINISHED)
+        if front_end is not None:
+            query += " AND front_end = ?"
+            arguments.append(front_end)
+        return self._select(query + " ORDER BY created_at, rowid", arguments)
+
+    def _select(self, query: str, arguments) -> list[JobRecord]:
+        return [_from_row(row) for row in self._db().execute(query, arguments).fetchall()]
+
+
+def _to_row(record: JobRecord) -> dict[str, Any]:
+    row = asdict(record)
+    for name in _JSON_FIELDS:
+        row[name] = json.dumps(row[name], sort_keys=True)
+    return row
+
+
+def _from_row(row: sqlite3.Row) -> JobRecord:
+    values = {name: row[name] for name in _COLUMNS}
+    for name in _JSON_FIELDS:
+        values[name] = json.loads(values[name])
+    return JobRecord(**values)

@@ -1,0 +1,76 @@
+"""The trained subjects, for autocomplete: cached for a few seconds, never slower than its time limit.
+
+Autocomplete must answer within Discord's 3 s while the member types, so a slow backend yields the
+last known list (or none) instead of an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from gpu_service.client import GpuClient
+from gpu_service.schemas import ModelVersion
+
+log = logging.getLogger(__name__)
+MAX_CHOICES = 25  # Discord shows at most 25 suggestions
+
+
+class SubjectCatalog:
+    def __init__(
+        self, client: GpuClient, *, ttl_s: float = 10.0, timeout_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.ttl_s = ttl_s
+        self.timeout_s = timeout_s
+        self.clock = clock
+        self._versions: list[ModelVersion] = []
+        self._fetched_at: float | None = None
+        self._lock = asyncio.Lock()
+
+    async def versions(self) -> list[ModelVersion]:
+        """Every version of every subject, from cache when fresh."""
+        async with self._lock:
+            if self._fetched_at is None or self.clock() - self._fetched_at >= self.ttl_s:
+                await self._refresh()
+            return self._versions
+
+    async def matching(self, typed: str) -> list[ModelVersion]:
+        """The live version of each subject whose name or phrase contains what was typed."""
+        typed = typed.strip().lower()
+        live: dict[str, ModelVersion] = {}
+        for version in await self.versions():
+            if version.active or version.subject not in live:
+                live[version.subject] = version
+        found = [v for v in live.values() if typed in v.subject or typed in v.instance_phrase.lower()]
+        return sorted(found, key=lambda v: (not v.subject.startswith(typed), v.subject))[:MAX_CHOICES]
+
+    async def phrases(self, subject: str) -> tuple[str, str] | None:
+        """The instance and class phrases of a subject's live (else newest) version, fresh.
+
+        Asked of the backend directly, without autocomplete's time limit: a training must not fall back
+        to default phrases just because the backend was slow to answer.
+        """
+        self.invalidate()
+        versions = await self.client.list_versions(subject)
+        if not versions:
+            return None
+        chosen = next((v for v in versions if v.active), versions[-1])
+        return chosen.instance_phrase, chosen.class_phrase
+
+    def invalidate(self) -> None:
+        """After a training: the next lookup asks the backend."""
+        self._fetched_at = None
+
+    async def _refresh(self) -> None:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                self._versions = await self.client.list_versions()
+            self._fetched_at = self.clock()
+        except Exception as error:
+            # Keep the old list; the next keystroke tries again.
+            log.warning("listing subjects failed (%s); autocomplete shows the last known list",
+                        error.__class__.__name__)

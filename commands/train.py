@@ -1,0 +1,263 @@
+"""The /train use case: check options, take the images in (before any GPU time), train, record the job.
+
+    claim = training.claim(subject)                         # sync: one training per subject
+    prepared = await training.prepare(claim, options, ctx)  # phrases, fields, intake, job record
+    result = await training.run(prepared, on_progress)      # the GPU; releases the claim
+
+Training images are kept under DATA_DIR/jobs/<job_id>/ until the job ends, so a restart can run the job
+again (`resume`) even when the backend has no call to re-attach to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from commands.context import RequestContext
+from commands.generate import new_id
+from commands.jobs import JobRecord, JobStore
+from commands.subjects import SubjectCatalog
+from commands.validation import build
+from gpu_service.client import GpuClient, TrainProgressCallback
+from gpu_service.errors import GpuBusy, GpuTimeout, IntakeError, InvalidRequest, TrainingFailed
+from gpu_service.intake import IntakePolicy, Rejection, Resolver, collect_images
+from gpu_service.schemas import ImageSource, TrainProgress, TrainRequest, TrainResult
+from gpu_service.settings import SUBJECT_PATTERN
+
+log = logging.getLogger(__name__)
+_LINK = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """What an admin typed. None means "the default" (the subject's current phrases, or the settings')."""
+
+    subject: str | None = None
+    instance_phrase: str | None = None
+    class_phrase: str | None = None
+    steps: int | None = None
+    urls: str = ""  # links separated by white space, or one link to a text file that lists them
+    attachments: tuple[ImageSource, ...] = ()  # bytes the front end already holds (Discord attachments)
+    pre_rejected: tuple[Rejection, ...] = ()  # refused by the front end before downloading (too large)
+    local_files: bool = False  # the shell only: words in `urls` that are not links name files or folders
+
+
+@dataclass(frozen=True)
+class TrainDefaults:
+    subject: str
+    instance_phrase: str
+    class_phrase: str
+    images_file_url: str = ""  # the old demo's IMAGES_FILE_URL, for the default subject
+
+
+class SubjectClaim:
+    """The right to train one subject; held from the request until the training ends."""
+
+    def __init__(self, holders: set[str], subject: str) -> None:
+        self._holders = holders
+        self.subject = subject
+        self.released = False
+
+    def release(self) -> None:
+        """Idempotent: a second release must not free a later training's claim on the subject."""
+        if not self.released:
+            self.released = True
+            self._holders.discard(self.subject)
+
+
+@dataclass(frozen=True)
+class PreparedTraining:
+    request: TrainRequest
+    context: RequestContext
+    rejected: tuple[Rejection, ...]
+    claim: SubjectClaim
+
+    @property
+    def job_id(self) -> str:
+        return self.request.job_id
+
+
+class TrainingService:
+    def __init__(
+        self, client: GpuClient, jobs: JobStore, catalog: SubjectCatalog, *, policy: IntakePolicy,
+        defaults: TrainDefaults, jobs_dir: Path, timeout_s: float = 7200.0, resolver: Resolver | None = None,
+    ) -> None:
+        self.client = client
+        self.jobs = jobs
+        self.catalog = catalog
+        self.policy = policy
+        self.defaults = defaults
+        self.jobs_dir = Path(jobs_dir)
+        self.timeout_s = timeout_s
+        self.resolver = resolver
+        self._training: set[str] = set()
+
+    def claim(self, subject: str | None) -> SubjectClaim:
+        """Reserve a subject for one training; GpuBusy when one is already running for it."""
+        subject = (subject or self.defaults.subject).strip().lower()
+        if not re.fullmatch(SUBJECT_PATTERN, subject):
+            raise InvalidRequest(
+                f"`subject`: {subject!r} is not a valid name (1-32 of a-z, 0-9, '_' or '-', starting "
+                "with a letter or digit)."
+            )
+        if subject in self._training:
+            raise GpuBusy(f"A training for `{subject}` is already running; one at a time per subject.")
+        self._training.add(subject)
+        return SubjectClaim(self._training, subject)
+
+    async def prepare(
+        self, claim: SubjectClaim, options: TrainOptions, context: RequestContext
+    ) -> PreparedTraining:
+        """Check every option, then fetch and check the images; no GPU time is spent here."""
+        request = await self._checked_request(claim.subject, options, context)
+        sources = self._sources(claim.subject, options)
+        try:
+            intake = await collect_images(sources, self.policy, resolver=self.resolver)
+        except IntakeError as error:
+            raise IntakeError(_with_rejections(error.message, options.pre_rejected)) from None
+        images = tuple(ImageSource(data=image.png, name=image.name) for image in intake.images)
+        request = request.model_copy(update={"images": images})
+        await asyncio.to_thread(self._save_images, request)
+        await self.jobs.add(JobRecord.new(request.job_id, "train", context, _request_json(request)))
+        return PreparedTraining(request, context, options.pre_rejected + intake.rejected, claim)
+
+    async def run(self, prepared: PreparedTraining, on_progress: TrainProgressCallback | None = None) -> TrainResult:
+        """Train on the GPU and publish; the job ends "done" or "failed" (a shutdown leaves it running)."""
+        try:
+            return await self._tracked(prepared.request, None, on_progress, resuming=False)
+        finally:
+            prepared.claim.release()
+
+    async def resume(self, record: JobRecord, on_progress: TrainProgressCallback | None = None) -> TrainResult:
+        """After a restart: re-attach to the backend's call, or run the job again from its checkpoint."""
+        claim = self.claim(record.request.get("subject"))
+        try:
+            try:
+                request = await asyncio.to_thread(self._load_request, record)
+            except (OSError, ValueError, KeyError) as error:
+                await self.jobs.update(record.job_id, state="failed", error=f"cannot resume: {error}")
+                raise TrainingFailed(f"The interrupted training {record.job_id} could not be resumed.") from error
+            return await self._tracked(request, record.call_id, on_progress, resuming=True)
+        finally:
+            claim.release()
+
+    async def _tracked(
+        self, request: TrainRequest, call_id: str | None, on_progress: TrainProgressCallback | None,
+        *, resuming: bool,
+    ) -> TrainResult:
+        job_id = request.job_id
+        seen_call = [call_id]
+
+        def progress(update: TrainProgress) -> None:
+            if update.call_id and update.call_id != seen_call[0]:
+                seen_call[0] = update.call_id
+                self.jobs.update_soon(job_id, call_id=update.call_id)  # the store's thread owns it
+            if on_progress is not None:
+                on_progress(update)
+
+        await self.jobs.update(job_id, state="running")
+        try:
+            result = await self._call(request, call_id, progress, resuming=resuming)
+        except asyncio.CancelledError:
+            raise  # a shutdown: the job stays "running" and the next start resumes it
+        except Exception as error:
+            await self.jobs.update(job_id, state="failed", error=f"{error.__class__.__name__}: {error}"[:500])
+            await self._forget_images(job_id)
+            raise
+        version = result.version
+        outcome = {"subject": version.subject, "version": version.version, "wandb_url": version.wandb_url}
+        await self.jobs.update(job_id, state="done", result=outcome)
+        self.catalog.invalidate()
+        await self._forget_images(job_id)
+        return result
+
+    async def _forget_images(self, job_id: str) -> None:
+        """A finished job needs its images no more: the version's metadata keeps their hashes."""
+        await asyncio.to_thread(shutil.rmtree, self.jobs_dir / job_id, True)
+
+    async def _call(
+        self, request: TrainRequest, call_id: str | None, progress: TrainProgressCallback, *, resuming: bool
+    ) -> TrainResult:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                if not resuming:
+                    return await self.client.train(request, progress)
+                return await self.client.resume_training(request, call_id, progress)
+        except TimeoutError:
+            raise GpuTimeout(f"The training did not finish within {self.timeout_s / 60:g} minutes.") from None
+
+    async def _checked_request(self, subject: str, options: TrainOptions, context: RequestContext) -> TrainRequest:
+        known = await self.catalog.phrases(subject)
+        if known is None and subject == self.defaults.subject:
+            known = (self.defaults.instance_phrase, self.defaults.class_phrase)
+        instance = options.instance_phrase or (known[0] if known else None)
+        class_phrase = options.class_phrase or (known[1] if known else None)
+        if not instance or not class_phrase:
+            raise InvalidRequest(
+                f"`{subject}` is a new subject: give `instance_phrase` (the words for it, e.g. 'sks cat') "
+                "and `class_phrase` (what kind of thing it is, e.g. 'cat')."
+            )
+        return build(
+            TrainRequest, job_id=new_id(), subject=subject, instance_phrase=instance.strip(),
+            class_phrase=class_phrase.strip(), images=(ImageSource(name="pending"),), steps=options.steps,
+            requested_by=context.user_name or context.user_id,
+        )
+
+    def _sources(self, subject: str, options: TrainOptions) -> list[ImageSource | Path | str]:
+        words = options.urls.split()
+        sources: list[ImageSource | Path | str] = []
+        for word in words:
+            if options.local_files and not _LINK.match(word):
+                sources.extend(_local_images(Path(word).expanduser()))
+            else:
+                sources.append(ImageSource(url=word, name=word))  # a link and only a link, never a path
+        sources.extend(options.attachments)
+        if not sources and not options.pre_rejected and subject == self.defaults.subject:
+            if self.defaults.images_file_url:
+                sources.append(ImageSource(url=self.defaults.images_file_url))
+        if not sources and not options.pre_rejected:
+            raise InvalidRequest("No images: give image links in `urls`, or attach images (image1 ... image8).")
+        if not sources:
+            raise IntakeError(_with_rejections("No usable images.", options.pre_rejected))
+        return sources
+
+    def _save_images(self, request: TrainRequest) -> None:
+        directory = self.jobs_dir / request.job_id
+        directory.mkdir(parents=True, exist_ok=True)
+        for index, image in enumerate(request.images):
+            (directory / f"{index:02d}.png").write_bytes(image.data or b"")
+
+    def _load_request(self, record: JobRecord) -> TrainRequest:
+        fields = dict(record.request)
+        names = fields.pop("images")
+        directory = self.jobs_dir / record.job_id
+        images = tuple(
+            ImageSource(data=(directory / f"{index:02d}.png").read_bytes(), name=name)
+            for index, name in enumerate(names)
+        )
+        return TrainRequest(**fields, images=images)
+
+
+def _request_json(request: TrainRequest) -> dict:
+    """The request without image bytes (those are files next to the store); names keep their order."""
+    data = json.loads(request.model_dump_json(exclude={"images"}))
+    data["images"] = [image.name for image in request.images]
+    return data
+
+
+def _local_images(path: Path) -> Sequence[Path]:
+    """A file, or every image file in a folder (sorted): the shell's way to pass a set of photos."""
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return [path]
+
+
+def _with_rejections(message: str, rejected: Sequence[Rejection]) -> str:
+    return "\n".join([message, *(f"- {r.name}: {r.reason}" for r in rejected)])

@@ -1,0 +1,86 @@
+"""The commands as Discord receives them: valid names, whole descriptions, few enough options; synced
+only when asked."""
+
+from __future__ import annotations
+
+import re
+
+import discord
+import pytest
+from discord import app_commands
+
+from bot.app import intents, sync_commands
+from bot.slash import add_commands
+from tests.bot.conftest import bot_settings, running_bot
+from tests.support.discord_stub import discord_py_pointed_at
+from tests.support.sleepy_gpu import SleepyGpu
+
+NAME = re.compile(r"^[-_a-z0-9]{1,32}$")  # Discord's rule, lower case only for slash commands
+
+
+def payloads() -> list[dict]:
+    tree = app_commands.CommandTree(discord.Client(intents=intents()))
+    add_commands(tree)
+    return [command.to_dict(tree) for command in tree.get_commands()]
+
+
+def described(payload: dict):
+    yield payload
+    for option in payload.get("options", []):
+        yield from described(option)
+
+
+@pytest.mark.parametrize("payload", payloads(), ids=lambda p: p["name"])
+def test_names_descriptions_and_option_counts_fit_discords_limits(payload):
+    assert len(payload.get("options", [])) <= 25
+    for item in described(payload):
+        assert NAME.fullmatch(item["name"]), item["name"]
+        description = item["description"]
+        assert 1 <= len(description) <= 100, description
+        assert not description.endswith(("…", "...")), f"cut: {description!r}"
+    names = [option["name"] for option in payload.get("options", [])]
+    assert len(names) == len(set(names))
+    required = [option.get("required", False) for option in payload.get("options", [])]
+    assert required == sorted(required, reverse=True)  # Discord wants required options first
+
+
+def test_the_issues_options_are_offered():
+    by_name = {p["name"]: p for p in payloads()}
+    qwerty = {o["name"]: o for o in by_name["qwerty"]["options"]}
+    assert list(qwerty) == ["prompt_prefix", "prompt_postfix", "seed", "count", "negative_prompt", "steps",
+                            "guidance", "subject"]
+    assert qwerty["prompt_prefix"]["required"] and (qwerty["count"]["min_value"], qwerty["count"]["max_value"]) == (1, 4)
+    assert qwerty["subject"]["autocomplete"]
+    train = {o["name"]: o for o in by_name["train"]["options"]}
+    assert list(train) == ["urls", *(f"image{n}" for n in range(1, 9)), "subject", "instance_phrase",
+                           "class_phrase", "steps"]
+    assert all(train[f"image{n}"]["type"] == 11 for n in range(1, 9))  # attachments
+    assert int(by_name["train"]["default_member_permissions"]) == discord.Permissions(administrator=True).value
+
+
+async def test_starting_the_bot_syncs_nothing_without_a_dev_guild(stub, tmp_path):
+    async with running_bot(stub, bot_settings(tmp_path / "data"), SleepyGpu()):
+        answer = await (await stub.slash_command("qwerty", {"prompt_prefix": "a"})).wait_ack()
+        assert answer.callback_type == 5
+    assert list(stub.command_syncs) == []
+
+
+async def test_with_a_dev_guild_the_bot_syncs_there_only_and_its_commands_work(stub, tmp_path):
+    settings = bot_settings(tmp_path / "data", DISCORD_GUILD_ID=stub.guild_id)
+    async with running_bot(stub, settings, SleepyGpu()):
+        [sync] = stub.command_syncs
+        assert sync.guild_id == stub.guild_id and {c["name"] for c in sync.commands} == {"qwerty", "train"}
+        interaction = await stub.slash_command("qwerty", {"prompt_prefix": "a"})
+        assert "guild_id" in interaction.payload["data"]
+        await interaction.responses.wait_for(lambda s: s.kind == "followup", timeout=10)
+
+
+@pytest.mark.parametrize("guild", [False, True])
+async def test_python_m_bot_sync_overwrites_the_commands_once(stub, tmp_path, guild):
+    settings = bot_settings(tmp_path / "data", DISCORD_GUILD_ID=stub.guild_id if guild else None)
+    with discord_py_pointed_at(stub):
+        names = await sync_commands(settings)
+    assert sorted(names) == ["qwerty", "train"]
+    [sync] = stub.command_syncs
+    assert sync.guild_id == (stub.guild_id if guild else None)
+    assert not any(r.path.startswith("/gateway") for r in stub.requests)  # REST only
