@@ -9,7 +9,7 @@ DEMO_DIR ?= data/demo
 DEMO_MODEL ?= $(DEMO_DIR)/tiny-model
 PYTEST_ARGS ?=
 
-.PHONY: help environment tiny-model demo test inference bench clean deploy secrets bot shell sync
+.PHONY: help environment tiny-model demo test inference model bench clean deploy secrets bot shell sync
 
 help: ## list every target
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -52,6 +52,10 @@ test: $(STAMP) ## run the test suite (offline, CPU)
 # PROMPT_PREFIX=... on make's command line reaches the program through the environment (over .env).
 inference: $(STAMP) ## generate with PROMPT_PREFIX / PROMPT_POSTFIX; writes PNGs + JSON under outputs/
 	WANDB_SILENT=true $(PYTHON) -m bot inference
+
+# IMAGES="a.png b.png" (links, files or folders) instead of IMAGES_FILE_URL; GPU_BACKEND=modal trains on Modal.
+model: $(STAMP) ## train the subject from IMAGES_FILE_URL (or IMAGES=...), with a progress bar; prints the version
+	WANDB_SILENT=true $(PYTHON) -m bot model $(IMAGES)
 
 bench: $(STAMP) ## run every benchmark in bench/ and print its figures
 	@for script in bench/*.py; do echo "== $$script"; $(PYTHON) $$script || exit 1; done

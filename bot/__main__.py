@@ -1,5 +1,5 @@
 """Entry point. `python -m bot` runs the Discord bot; `shell` the same commands in a terminal; `sync`
-registers the slash commands with Discord; `inference` generates once and writes PNGs.
+registers the slash commands with Discord; `inference` generates once and writes PNGs; `model` trains.
 
 Exit status 2: bad settings or usage (a missing DISCORD_TOKEN among them).
 """
@@ -24,6 +24,9 @@ def parse_args(argv: list[str] | None, settings: BotSettings) -> argparse.Namesp
     commands.add_parser("shell", help="run the slash commands in a terminal (reads standard input)")
     commands.add_parser("sync", help="register the slash commands (globally, or to DISCORD_GUILD_ID) and exit")
     add_inference_arguments(commands.add_parser("inference", help="generate once and write PNGs"), settings)
+    from bot.model_cli import add_model_arguments
+
+    add_model_arguments(commands.add_parser("model", help="train the subject (IMAGES_FILE_URL or given images)"))
     return parser.parse_args(argv)
 
 
@@ -49,6 +52,10 @@ async def _run(args: argparse.Namespace, settings: BotSettings) -> int:
         from bot.cli import run_inference
 
         return await run_inference(args, settings)
+    if args.command == "model":
+        from bot.model_cli import run_model
+
+        return await run_model(args, settings)
     if args.command == "shell":
         from bot.shell import run_shell
 

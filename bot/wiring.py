@@ -13,7 +13,8 @@ from commands.subjects import SubjectCatalog
 from commands.train import TrainDefaults, TrainingService
 from commands.wandb_log import WandbConfig, WandbGenerationLog
 from gpu_service.client import GpuClient
-from gpu_service.intake import IntakePolicy, Resolver
+from gpu_service.intake import Resolver
+from gpu_service.intake.policy import intake_policy
 from gpu_service.settings import Settings
 
 
@@ -78,13 +79,6 @@ def queue_limits(settings: BotSettings) -> QueueLimits:
     return QueueLimits(
         max_running_per_user=settings.MAX_RUNNING_PER_USER, max_waiting_per_user=settings.MAX_WAITING_PER_USER,
         concurrency=settings.GPU_CONCURRENCY, max_wait_s=settings.QUEUE_TIMEOUT_S,
-    )
-
-
-def intake_policy(settings: Settings) -> IntakePolicy:
-    return IntakePolicy(
-        allow_private=settings.ALLOW_PRIVATE_URLS, max_bytes=settings.MAX_IMAGE_BYTES,
-        timeout_s=settings.INTAKE_TIMEOUT_S,
     )
 
 

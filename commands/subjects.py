@@ -48,6 +48,11 @@ class SubjectCatalog:
         found = [v for v in live.values() if typed in v.subject or typed in v.instance_phrase.lower()]
         return sorted(found, key=lambda v: (not v.subject.startswith(typed), v.subject))[:MAX_CHOICES]
 
+    async def live_version(self, subject: str) -> int | None:
+        """The version number the bot knows is live for `subject` (cached like `versions`); None when
+        the subject has none or the backend could not say in time."""
+        return next((v.version for v in await self.versions() if v.subject == subject and v.active), None)
+
     async def phrases(self, subject: str) -> tuple[str, str] | None:
         """The instance and class phrases of a subject's live (else newest) version, fresh.
 

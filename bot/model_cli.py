@@ -1,0 +1,72 @@
+"""`python -m bot model` (`make model`): train the default subject from the terminal, as the old demo did.
+
+Images come from IMAGES_FILE_URL (a text file listing image URLs) unless IMAGES names links, files or
+folders. A progress bar follows the training; the end prints the new version and the W&B location.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tqdm import tqdm
+
+from bot.settings import BotSettings
+from bot.wiring import make_app_services
+from commands.context import RequestContext
+from commands.errors import reply_for
+from commands.train import TrainOptions
+from gpu_service.schemas import TrainProgress
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="*", help="image links, files or folders (default: IMAGES_FILE_URL)")
+    parser.add_argument("--subject", default=None)
+    parser.add_argument("--steps", type=int, default=None)
+
+
+class ProgressBar:
+    """A tqdm bar over training steps; state changes and the loss show in its postfix."""
+
+    def __init__(self) -> None:
+        self.bar = tqdm(total=0, unit="step", dynamic_ncols=True)
+
+    def __call__(self, progress: TrainProgress) -> None:
+        if progress.total_steps and self.bar.total != progress.total_steps:
+            self.bar.reset(total=progress.total_steps)
+        self.bar.update(max(0, progress.step - self.bar.n))
+        postfix = {"state": progress.state}
+        if progress.loss is not None:
+            postfix["loss"] = f"{progress.loss:.4f}"
+        self.bar.set_postfix(postfix, refresh=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+async def run_model(args: argparse.Namespace, settings: BotSettings) -> int:
+    app = make_app_services(settings)
+    options = TrainOptions(subject=args.subject, steps=args.steps, urls=" ".join(args.images), local_files=True)
+    bar = ProgressBar()
+    try:
+        claim = app.training.claim(options.subject)
+        try:
+            prepared = await app.training.prepare(claim, options, RequestContext(front_end="cli"))
+        except BaseException:
+            claim.release()
+            raise
+        for rejection in prepared.rejected:
+            print(f"skipped {rejection.name}: {rejection.reason}")
+        result = await app.training.run(prepared, bar)
+    except Exception as error:
+        bar.close()
+        print(f"error: {reply_for(error).text}")
+        return 2
+    finally:
+        await app.close()
+    bar.close()
+    version = result.version
+    for line in result.rejected_images:
+        print(f"skipped {line}")
+    print(f"version {version.version} of '{version.subject}' is live ({version.instance_phrase})")
+    print(f"W&B run: {version.wandb_url or 'not logged'}")
+    return 0
