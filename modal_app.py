@@ -10,22 +10,18 @@ where only the bot's dependencies are installed.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
 import re
-import threading
-import time
 import tomllib
-import uuid
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import modal
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 
-from gpu_service.errors import GpuBusy, GpuServiceError, InvalidRequest, RemoteError
+from gpu_service.boundary import boundary
+from gpu_service.leases import SubjectLease
 from gpu_service.modal_client import MINUTES, TRAIN_TIMEOUT_S, ModalNames
 from gpu_service.registry import ModelRegistry
 from gpu_service.schemas import GenerateRequest, GenerateResult, TrainProgress, TrainRequest
@@ -45,8 +41,6 @@ REGISTRY_CALL_TIMEOUT_S = 1 * MINUTES
 # Up to 8 requests share a container; the autoscaler aims at 4, the micro-batcher's batch size.
 MAX_CONCURRENT_INPUTS = 8
 TARGET_CONCURRENT_INPUTS = 4
-LEASE_HEARTBEAT_S = 20.0
-LEASE_STALE_S = 3 * MINUTES  # a holder silent this long is gone (preempted or killed)
 BOT_ONLY_REQUIREMENTS = {"discord.py", "modal"}  # Modal puts its own client in every container
 
 
@@ -210,22 +204,6 @@ def registry() -> ModelRegistry:
     return ModelRegistry(settings.registry_dir)
 
 
-@contextlib.contextmanager
-def boundary(action: str):
-    """Errors leave a container as our own small types, so the bot unpickles them without torch installed."""
-    try:
-        yield
-    except GpuServiceError:
-        raise
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "request"
-        raise InvalidRequest(f"The request is not valid: {field}: {first['msg']}") from None
-    except Exception as error:
-        log.exception("%s failed", action)
-        raise RemoteError(f"The GPU service failed while {action} ({error.__class__.__name__}).") from None
-
-
 class ProgressPublisher:
     """Puts each TrainProgress into the progress Dict, where the bot polls it. Never stops the training."""
 
@@ -237,69 +215,3 @@ class ProgressPublisher:
             training_progress.put(self.job_id, progress.model_dump(mode="json"))
         except Exception as error:  # progress is advisory; the result arrives by the call itself
             log.warning("could not publish progress of %s: %r", self.job_id, error)
-
-
-class SubjectLease:
-    """At most one training per subject, across containers: an entry in a Modal Dict kept fresh by a heartbeat.
-
-    `put(skip_if_exists=True)` is atomic, so of two jobs starting together exactly one gets the lease; the other
-    fails with GpuBusy. A holder that dies (preempted, killed at its timeout) stops beating, and its lease is
-    taken over once stale. The same job id arriving again (Modal retrying a preempted input, or a duplicate
-    spawn) waits for the lease instead of failing: by then the job either finished (and the retry returns its
-    version at once) or died (and the retry resumes from its checkpoints).
-    """
-
-    def __init__(
-        self, store: Any, subject: str, job_id: str, *, heartbeat_s: float = LEASE_HEARTBEAT_S,
-        stale_s: float = LEASE_STALE_S, clock=time.time,
-    ) -> None:
-        self.store, self.subject, self.job_id = store, subject, job_id
-        self.key = f"lease:{subject}"  # job ids have no ':', so leases never collide with progress entries
-        self.token = uuid.uuid4().hex
-        self.heartbeat_s, self.stale_s, self.clock = heartbeat_s, stale_s, clock
-        self._stop = threading.Event()
-        self._beat: threading.Thread | None = None
-
-    def __enter__(self) -> SubjectLease:
-        self._acquire()
-        self._beat = threading.Thread(target=self._keep_fresh, name=f"lease-{self.subject}", daemon=True)
-        self._beat.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._stop.set()
-        if self._beat is not None:
-            self._beat.join(timeout=5)
-        with contextlib.suppress(Exception):  # an unreleased lease goes stale; never mask the job's outcome
-            if self._ours():
-                self.store.pop(self.key, None)
-
-    def _acquire(self) -> None:
-        deadline = self.clock() + self.stale_s
-        while not self.store.put(self.key, self._entry(), skip_if_exists=True):
-            holder = self.store.get(self.key) or {}
-            if self.clock() - holder.get("beat", 0.0) >= self.stale_s:
-                self.store.put(self.key, self._entry())  # the holder stopped beating: it is gone
-                if self._ours():
-                    return
-            elif holder.get("job_id") != self.job_id or self.clock() > deadline:
-                raise GpuBusy(
-                    f"A training for '{self.subject}' is already running (job {holder.get('job_id')}). "
-                    "Try again when it has finished."
-                )
-            else:
-                time.sleep(min(self.heartbeat_s, self.stale_s / 10))
-
-    def _keep_fresh(self) -> None:
-        while not self._stop.wait(self.heartbeat_s):
-            try:
-                if self._ours():
-                    self.store.put(self.key, self._entry())
-            except Exception as error:
-                log.warning("lease heartbeat for %s failed: %r", self.subject, error)
-
-    def _ours(self) -> bool:
-        return (self.store.get(self.key) or {}).get("token") == self.token
-
-    def _entry(self) -> dict:
-        return {"job_id": self.job_id, "token": self.token, "beat": self.clock()}
