@@ -10,12 +10,14 @@ Commands are synced at start only to DISCORD_GUILD_ID (development); globally on
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
 import discord
 from discord import app_commands
 
+from bot.components import DYNAMIC_ITEMS
 from bot.errors import answer_error
 from bot.handlers import Handlers
 from bot.settings import BotSettings
@@ -54,10 +56,15 @@ class QwertyBot(discord.Client):
         self.handlers = Handlers(app, settings, self.tasks, self)
 
     async def setup_hook(self) -> None:
-        """After login, before the gateway: dev-guild sync, then recovery and warm-up in the background."""
+        """After login, before the gateway: the persistent buttons, dev-guild sync, then recovery, image
+        pruning and warm-up in the background."""
+        self.add_dynamic_items(*DYNAMIC_ITEMS)  # clicks on any message, from any earlier run
         if self.settings.DISCORD_GUILD_ID:
             await sync_to(self.tree, self.settings.DISCORD_GUILD_ID)
         self.tasks.spawn(self.recover(), name="recover-jobs")
+        if self.settings.IMAGE_RETENTION_DAYS:
+            max_age_s = self.settings.IMAGE_RETENTION_DAYS * 86400
+            self.tasks.spawn(asyncio.to_thread(self.app.images.prune, max_age_s), name="prune-images")
         if self.warm_up is not None:
             self.tasks.spawn(self._warm(self.warm_up), name="warm-gpu")
 

@@ -2,7 +2,9 @@
 log what was unexpected with its context, and answer in the right place.
 
 Where the answer goes: not acknowledged yet -> the response itself (ephemeral when the reply says so);
-deferred -> the deferred message is edited to the error, so no "thinking…" or stale progress is left.
+deferred -> the deferred message is edited to the error, so no "thinking…" or stale progress is left;
+a button click acknowledged without a message of its own (its message updated) -> an ephemeral follow-up,
+so the message the button is on is never overwritten.
 """
 
 from __future__ import annotations
@@ -38,9 +40,15 @@ def unwrap(error: BaseException) -> BaseException:
     return error
 
 
+_UPDATES = (discord.InteractionResponseType.deferred_message_update, discord.InteractionResponseType.message_update)
+
+
 def describe(interaction: discord.Interaction) -> str:
-    command = interaction.command.qualified_name if interaction.command else "?"
-    return (f"/{command} user={interaction.user.id} guild={interaction.guild_id} "
+    if interaction.command is not None:
+        what = f"/{interaction.command.qualified_name}"
+    else:
+        what = f"component {(interaction.data or {}).get('custom_id', '?')}"
+    return (f"{what} user={interaction.user.id} guild={interaction.guild_id} "
             f"channel={interaction.channel_id} interaction={interaction.id}")
 
 
@@ -61,6 +69,8 @@ async def answer_error(interaction: discord.Interaction, error: BaseException) -
             await interaction.response.send_message(
                 reply.text, ephemeral=reply.ephemeral, allowed_mentions=NO_MENTIONS
             )
+        elif interaction.response.type in _UPDATES:
+            await interaction.followup.send(reply.text, ephemeral=True, allowed_mentions=NO_MENTIONS)
         else:
             await interaction.edit_original_response(content=reply.text, attachments=[],
                                                      allowed_mentions=NO_MENTIONS)

@@ -1,16 +1,22 @@
 """What each slash command does in Discord: check, defer, call commands/, render. Nothing more.
 
-Errors are not caught here: they reach the tree's one handler (bot.errors.answer_error).
+/qwerty is here (and `deliver`, which Reroll and Variations reuse); /train is bot.training, the buttons
+bot.buttons, the gallery and admin commands bot.admin. Errors are not caught here: they reach the
+tree's one handler (bot.errors.answer_error).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import discord
 from discord import app_commands
 
 from bot import render
+from bot.admin import AdminDesk, caller_of
+from bot.buttons import ButtonDesk
+from bot.components import generation_view
 from bot.errors import NO_MENTIONS
 from bot.progress import ProgressMessage
 from bot.settings import BotSettings
@@ -19,12 +25,13 @@ from bot.training import TrainingDesk
 from bot.wiring import AppServices
 from commands.context import RequestContext
 from commands.generate import GenerateOptions, Generation
-from commands.permissions import AdminPolicy, Caller
+from commands.permissions import AdminPolicy
 from commands.qwerty import Admission
 from commands.train import TrainOptions
 
 log = logging.getLogger(__name__)
 FIRST_PROGRESS_AFTER_S = 1.0  # a request answered sooner never shows progress
+Prepare = Callable[[Admission], Awaitable[Admission]]  # work after the ack, before the queue (a download)
 
 
 def request_context(interaction: discord.Interaction) -> RequestContext:
@@ -35,13 +42,6 @@ def request_context(interaction: discord.Interaction) -> RequestContext:
     )
 
 
-def caller_of(interaction: discord.Interaction) -> Caller:
-    # Role ids straight from the interaction's member payload: Member.roles would drop any role
-    # missing from the guild cache.
-    role_ids = frozenset(int(role_id) for role_id in getattr(interaction.user, "_roles", ()))
-    return Caller(interaction.user.id, role_ids, interaction.permissions.administrator)
-
-
 class Handlers:
     def __init__(
         self, app: AppServices, settings: BotSettings, tasks: TaskOwner, client: discord.Client
@@ -49,30 +49,54 @@ class Handlers:
         self.app = app
         self.settings = settings
         self.tasks = tasks
-        admins = AdminPolicy.of(settings.ADMIN_USER_IDS, settings.ADMIN_ROLE_IDS)
-        self.training = TrainingDesk(app, settings, tasks, client, admins)
+        self.admins = AdminPolicy.of(settings.ADMIN_USER_IDS, settings.ADMIN_ROLE_IDS)
+        self.training = TrainingDesk(app, settings, tasks, client, self.admins)
+        self.buttons = ButtonDesk(app, self, client)
+        self.admin = AdminDesk(app, self.admins)
+
+    def context(self, interaction: discord.Interaction) -> RequestContext:
+        return request_context(interaction)
 
     async def qwerty(self, interaction: discord.Interaction, options: GenerateOptions) -> None:
         """/qwerty: a place in the queue (or a refusal), the ack, progress, then one message with the images."""
         admission = self.app.qwerty.admit(options, request_context(interaction))
+        await self.deliver(interaction, admission)
+
+    async def deliver(
+        self, interaction: discord.Interaction, admission: Admission, prepare: Prepare | None = None
+    ) -> None:
+        """Ack an admitted request, then answer it like /qwerty (Reroll and Variations come here too)."""
         try:
             ack = await interaction.response.defer(thinking=True)
         except BaseException:
             admission.cancel()
             raise
         original_id = ack.message_id if ack else None
-        await self.tasks.run(self._generate(interaction, admission, original_id), name=f"qwerty-{interaction.id}")
+        work = self._generate(interaction, admission, original_id, prepare)
+        await self.tasks.run(work, name=f"qwerty-{interaction.id}")
 
-    async def _generate(self, interaction: discord.Interaction, admission: Admission, original_id: int | None) -> None:
+    async def _generate(
+        self, interaction: discord.Interaction, admission: Admission, original_id: int | None,
+        prepare: Prepare | None,
+    ) -> None:
+        if prepare is not None:
+            try:
+                admission = await prepare(admission)
+            except BaseException:
+                admission.cancel()
+                raise
         progress = ProgressMessage(
             lambda text: interaction.edit_original_response(content=text),
             interval_s=self.settings.PROGRESS_INTERVAL_S, first_delay_s=FIRST_PROGRESS_AFTER_S,
         )
         async with progress:
             generation = await self.app.qwerty.run(admission, lambda update: progress.show(render.queue_update(update)))
-        reply = render.generation_reply(generation, interaction.filesize_limit)
+        spoiler = self.app.community.spoiler(generation.context.guild_id)
+        reply = render.generation_reply(generation, interaction.filesize_limit, spoiler=spoiler)
+        shown = [image.index for image in generation.result.images if image.png is not None]
         message = await interaction.followup.send(
-            reply.content, files=reply.files(), allowed_mentions=NO_MENTIONS, wait=True
+            reply.content, files=reply.files(), view=generation_view(generation.generation_id, shown),
+            allowed_mentions=NO_MENTIONS, wait=True,
         )
         await self._after_reply(interaction, generation, message, edited=progress.edits > 0, original_id=original_id)
 

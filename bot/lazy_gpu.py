@@ -24,22 +24,30 @@ BUILD_TIMEOUT_S = 600.0
 
 
 class LazyGpuClient:
+    """The build runs once, as a task of its own: a caller that gives up waiting (autocomplete's short
+    time limit, a cancelled request) never abandons a half-done build for the next caller to repeat."""
+
     def __init__(self, factory: Callable[[], GpuClient], *, backend: str = "") -> None:
         self._factory = factory
         self._backend = backend
         self._client: GpuClient | None = None
-        self._lock = asyncio.Lock()
+        self._building: asyncio.Task[GpuClient] | None = None
 
     @property
     def built(self) -> bool:
         return self._client is not None
 
     async def client(self) -> GpuClient:
-        async with self._lock:
-            if self._client is None:
-                async with asyncio.timeout(BUILD_TIMEOUT_S):
-                    self._client = await asyncio.to_thread(self._factory)
+        if self._client is not None:
             return self._client
+        if self._building is None or _failed(self._building):
+            self._building = asyncio.create_task(self._build(), name="build-gpu-client")  # failed ones are retried
+        return await asyncio.shield(self._building)
+
+    async def _build(self) -> GpuClient:
+        async with asyncio.timeout(BUILD_TIMEOUT_S):
+            self._client = await asyncio.to_thread(self._factory)
+        return self._client
 
     async def warm(self) -> None:
         """Build the client and, where it can, load its model now rather than on the first request."""
@@ -71,6 +79,11 @@ class LazyGpuClient:
         return await self._client.status()
 
     async def close(self) -> None:
-        async with self._lock:
-            if self._client is not None:
-                await self._client.close()
+        if self._building is not None and not self._building.done():
+            await asyncio.wait({self._building}, timeout=BUILD_TIMEOUT_S)  # then close what it built
+        if self._client is not None:
+            await self._client.close()
+
+
+def _failed(task: asyncio.Task) -> bool:
+    return task.done() and (task.cancelled() or task.exception() is not None)

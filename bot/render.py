@@ -42,6 +42,11 @@ def clip(text: str, limit: int = MAX_CONTENT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def plain(text: str) -> str:
+    """Discord's markdown off, for a terminal."""
+    return text.replace("**", "").replace("\\", "").replace("`", "")
+
+
 def message_link(guild_id: str | int | None, channel_id: str | int, message_id: str | int) -> str:
     return f"https://discord.com/channels/{guild_id or '@me'}/{channel_id}/{message_id}"
 
@@ -54,8 +59,9 @@ def queue_update(update: Update) -> str:
     raise TypeError(f"unknown update {update!r}")
 
 
-def generation_reply(generation: Generation, upload_limit: int = DEFAULT_UPLOAD_LIMIT) -> Reply:
-    """The prompt, seeds and notes, and every image that was not withheld (each within the limit)."""
+def generation_reply(generation: Generation, upload_limit: int = DEFAULT_UPLOAD_LIMIT, *, spoiler: bool = False) -> Reply:
+    """The prompt, seeds and notes, and every image that was not withheld (each within the limit).
+    With `spoiler` (a guild's setting) the files are named SPOILER_..., which Discord blurs."""
     result = generation.result
     prompt = discord.utils.escape_markdown(clip(result.prompt, _PROMPT_SHOWN))
     seeds = ", ".join(str(image.seed) for image in result.images)
@@ -72,6 +78,8 @@ def generation_reply(generation: Generation, upload_limit: int = DEFAULT_UPLOAD_
         fit_image(image.png, generation.row_id(image.index), upload_limit)
         for image in result.images if image.png is not None
     ]
+    if spoiler:
+        attachments = [Attachment(f"SPOILER_{a.filename}", a.data) for a in attachments]
     return Reply(clip("\n".join(lines)), tuple(attachments[:MAX_FILES]))
 
 
@@ -141,3 +149,18 @@ def training_result(result: TrainResult, requested_by: str = "") -> Reply:
         for index, png in enumerate(result.validation_images[:MAX_FILES])
     ]
     return Reply(clip("\n".join(lines)), tuple(attachments))
+
+
+PERIOD_NAMES = {"day": "today", "week": "this week", "all": "of all time"}
+
+
+def top_text(entries: Sequence, period: str) -> str:
+    """/top: rank, votes, the prompt linking to the gallery post, and who made it (no pings)."""
+    if not entries:
+        return f"No images shared {PERIOD_NAMES.get(period, period)} yet: press Share under a picture."
+    lines = [f"**Top images {PERIOD_NAMES.get(period, period)}**"]
+    for rank, entry in enumerate(entries, start=1):
+        prompt = clip(entry.prompt, 80).replace("[", "(").replace("]", ")")
+        lines.append(f"{rank}. ⭐ {entry.votes} · [{discord.utils.escape_markdown(prompt)}]({entry.link}) "
+                     f"by <@{entry.creator_id}>")
+    return clip("\n".join(lines))

@@ -39,6 +39,7 @@ class BotSettings(Settings):
     TRAIN_TIMEOUT_S: float = Field(4 * 3600.0, gt=0)  # above the backend's own limits, which act first
     PROGRESS_INTERVAL_S: float = Field(2.0, ge=1.0)  # Discord rate-limits edits; never faster than 1/s
     GPU_WARM_ON_START: bool = True  # load the local pipeline right after connecting, not on first use
+    IMAGE_RETENTION_DAYS: float = Field(30.0, ge=0)  # kept PNGs (Share, Variations) older are pruned; 0 keeps all
 
     @field_validator("ADMIN_USER_IDS", "ADMIN_ROLE_IDS", mode="before")
     @classmethod

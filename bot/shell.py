@@ -4,9 +4,11 @@ can drive it:
 
     /train urls:data/demo/images steps:50
     /qwerty prompt_prefix:"a gorgeous painting of a" prompt_postfix:"in space" count:2
+    /share job:0a1b2c3d4e5f image:1
 
 The same commands/ use cases as Discord run here; images are saved under OUTPUTS_DIR and their paths
-printed. The shell is local and trusted: its user is an admin, and /train reads files and folders.
+printed. The shell is local and trusted: its user is an admin and a moderator, and /train reads files
+and folders. The buttons of a Discord message are commands here, by job and image id (bot/shell_actions.py).
 Exit status: 0 when every command succeeded, 1 when any failed (so `make demo` stops on an error).
 """
 
@@ -23,13 +25,15 @@ from typing import TextIO
 from bot import render
 from bot.lazy_gpu import LazyGpuClient
 from bot.settings import BotSettings
+from bot.shell_actions import ACTION_HELP, ShellActions
 from bot.wiring import AppServices, make_app_services, make_gpu_client
 from commands.context import RequestContext
 from commands.errors import reply_for
 from commands.jobs import JobRecord
 from commands.outputs import save_generation
+from commands.qwerty import Admission
 from commands.recovery import interrupted_text, recover
-from commands.shell_parse import ShellCommand, generate_options, parse_line, train_options
+from commands.shell_parse import ACTION_OPTIONS, ShellCommand, generate_options, parse_line, train_options
 from gpu_service.client import GpuClient
 from gpu_service.schemas import TrainProgress
 
@@ -39,6 +43,7 @@ HELP = """Commands (options as name:value; quote values with spaces):
   /qwerty prompt_prefix:"a gorgeous painting of a" [prompt_postfix:...] [seed:N] [count:1-4]
           [negative_prompt:...] [steps:N] [guidance:X] [subject:NAME]
   /train urls:"LINKS, FILES OR FOLDERS" [subject:NAME] [instance_phrase:...] [class_phrase:...] [steps:N]
+{actions}
   help    this text
   quit    leave (end of input does too)"""
 
@@ -50,6 +55,7 @@ class Shell:
         self.out = out
         self.context = RequestContext(front_end="shell", user_id=_user(), user_name=_user())
         self.failures = 0
+        self.actions = ShellActions(self)
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -76,9 +82,11 @@ class Shell:
 
     async def run(self, command: ShellCommand) -> None:
         if command.name == "help":
-            self.say(HELP)
+            self.say(HELP.format(actions=ACTION_HELP))
         elif command.name == "qwerty":
             await self.qwerty(command)
+        elif command.name in ACTION_OPTIONS:
+            await self.actions.run(command)
         else:
             await self.train(command)
 
@@ -89,14 +97,18 @@ class Shell:
         self.say(f"error: {reply.text}")
 
     async def qwerty(self, command: ShellCommand) -> None:
-        admission = self.app.qwerty.admit(generate_options(command.options), self.context)
+        await self.deliver(self.app.qwerty.admit(generate_options(command.options), self.context))
+
+    async def deliver(self, admission: Admission) -> None:
+        """Run an admitted request (/qwerty, /reroll, /variations) and print where its images are."""
         generation = await self.app.qwerty.run(admission)
         paths = save_generation(generation, self.settings.OUTPUTS_DIR)
         await self.app.qwerty.finish(generation)
         for line in render.generation_reply(generation).content.splitlines():
-            self.say(line.replace("**", "").replace("\\", ""))
+            self.say(render.plain(line))
         for path in paths:
             self.say(f"wrote {path}")
+        self.say(f"job {generation.generation_id}: /reroll, /variations, /share or /delete job:{generation.generation_id}")
 
     async def train(self, command: ShellCommand) -> None:
         options = train_options(command.options)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Optional
 import discord
 from discord import app_commands
 
+from bot.slash_community import COMMUNITY_COMMANDS
 from commands.generate import GenerateOptions
 from commands.train import TrainOptions
 from gpu_service.schemas import MAX_IMAGES_PER_REQUEST, MAX_SEED, MAX_TEXT
@@ -90,7 +91,7 @@ async def subject_choices(interaction: discord.Interaction, current: str) -> lis
     return await handlers_of(interaction).subject_choices(current)
 
 
-COMMANDS = (qwerty, train)
+COMMANDS = (qwerty, train, *COMMUNITY_COMMANDS)
 
 
 def add_commands(tree: app_commands.CommandTree) -> None:

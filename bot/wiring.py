@@ -5,10 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.settings import BotSettings
+from commands.actions import ActionService
+from commands.admin import AdminService
+from commands.community import CommunityService, CommunityStore
+from commands.context import RequestContext
 from commands.generate import GenerationService
+from commands.images import ImageStore
 from commands.jobs import JobStore
 from commands.queue import FairQueue, QueueLimits
-from commands.qwerty import NotLoggedYet, QwertyService
+from commands.qwerty import NotLoggedYet, PromptCheck, QwertyService
 from commands.subjects import SubjectCatalog
 from commands.train import TrainDefaults, TrainingService
 from commands.wandb_log import WandbConfig, WandbGenerationLog
@@ -65,6 +70,10 @@ class AppServices:
     subjects: SubjectCatalog
     qwerty: QwertyService
     training: TrainingService
+    community: CommunityService
+    images: ImageStore
+    actions: ActionService
+    admin: AdminService
 
     @property
     def gpu(self) -> GpuClient:
@@ -73,6 +82,7 @@ class AppServices:
     async def close(self) -> None:
         await self.base.close()
         await self.jobs.close()
+        self.community.store.close()
 
 
 def queue_limits(settings: BotSettings) -> QueueLimits:
@@ -89,9 +99,15 @@ def make_app_services(
     jobs = JobStore(settings.DATA_DIR / "jobs.sqlite3")
     queue = FairQueue(queue_limits(settings), noun="/qwerty requests")
     subjects = SubjectCatalog(base.gpu)
+    # Shares, votes and deletions go to the same W&B run as the generations, against their row ids.
+    community = CommunityService(CommunityStore(settings.DATA_DIR / "community.sqlite3"), base.generation_log)
+    images = ImageStore(settings.DATA_DIR / "images")
     # Rows are logged by QwertyService.finish, after the reply, so they carry the message link.
     generation = GenerationService(base.gpu, NotLoggedYet(), default_subject=settings.DEFAULT_SUBJECT)
-    qwerty = QwertyService(generation, queue, jobs, base.generation_log, timeout_s=settings.GENERATION_TIMEOUT_S)
+    qwerty = QwertyService(
+        generation, queue, jobs, base.generation_log, timeout_s=settings.GENERATION_TIMEOUT_S, images=images,
+        catalog=subjects, prompt_check=banned_words(community),
+    )
     defaults = TrainDefaults(
         subject=settings.DEFAULT_SUBJECT, instance_phrase=settings.INSTANCE_PHRASE,
         class_phrase=settings.CLASS_PHRASE, images_file_url=settings.IMAGES_FILE_URL,
@@ -100,4 +116,16 @@ def make_app_services(
         base.gpu, jobs, subjects, policy=intake_policy(settings), defaults=defaults,
         jobs_dir=settings.DATA_DIR / "jobs", timeout_s=settings.TRAIN_TIMEOUT_S, resolver=resolver,
     )
-    return AppServices(base, jobs, queue, subjects, qwerty, training)
+    actions = ActionService(jobs, qwerty, community, images)
+    admin = AdminService(base.gpu, subjects, queue, training, jobs)
+    return AppServices(base, jobs, queue, subjects, qwerty, training, community, images, actions, admin)
+
+
+def banned_words(community: CommunityService) -> PromptCheck:
+    """The guild's banned words, checked at admission: before any GPU time."""
+
+    def check(context: RequestContext, request) -> None:
+        community.check_prompt(context.guild_id, request.prompt_prefix, request.prompt_postfix,
+                               request.negative_prompt)
+
+    return check

@@ -2,7 +2,8 @@
 
 `reply_for` decides, in this order (the first match wins):
 
-1. MemberError (over a per-user limit, not an admin): its own message.
+1. MemberError (over a per-user limit, not an admin) and CommunityError (a banned word, a withheld or
+   already shared image, no gallery set): its own message.
 2. PromptTooLong, then any other InvalidRequest (bad option, unknown subject, rejected images): the
    service's message, which names the field or lists the reasons.
 3. GpuBusy, GpuTimeout, ModelNotDeployed, MissingCredentials: the service's message plus what to do.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
+from commands.community.errors import CommunityError
 from gpu_service.errors import (
     GpuBusy,
     GpuServiceError,
@@ -55,6 +57,8 @@ _ADVICE: tuple[tuple[type[GpuServiceError], str], ...] = (
 def reply_for(error: BaseException) -> ErrorReply:
     """What to tell the member about `error` (see the module docstring for the order)."""
     if isinstance(error, MemberError):
+        return ErrorReply(error.message)
+    if isinstance(error, CommunityError):
         return ErrorReply(error.message)
     if isinstance(error, GpuServiceError):
         return _service_reply(error)

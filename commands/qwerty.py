@@ -6,6 +6,13 @@
 
 W&B rows are written in `finish`, after the front end has replied, so each row carries the link of
 the message that shows its image.
+
+Before any GPU time: the prompt is checked against the guild's banned words (`prompt_check`, at
+admission). Before rendering: a request that names no subject version is pinned to the version the
+bot knows is live (`catalog`), so a rollback takes effect at the next request on every backend (a
+Modal container that has not seen that version reloads its registry first). When the images are back,
+those with pixels are kept in the image store (Share and Variations read them later) and the job's
+result records seeds, withheld images, prompt and version: everything a button needs after a restart.
 """
 
 from __future__ import annotations
@@ -17,8 +24,10 @@ from dataclasses import dataclass, replace
 
 from commands.context import RequestContext
 from commands.generate import GenerateOptions, Generation, GenerationLog, GenerationService, new_id
+from commands.images import ImageStore
 from commands.jobs import JobRecord, JobStore
 from commands.queue import FairQueue, Ticket
+from commands.subjects import SubjectCatalog
 from gpu_service.errors import GpuTimeout
 from gpu_service.schemas import GenerateRequest, GenerationProgress
 
@@ -38,6 +47,7 @@ class Rendering:
 
 Update = Queued | Rendering
 UpdateCallback = Callable[[Update], None]
+PromptCheck = Callable[[RequestContext, GenerateRequest], None]  # raises to refuse (banned words)
 
 
 @dataclass(frozen=True)
@@ -46,10 +56,15 @@ class Admission:
     request: GenerateRequest
     context: RequestContext
     ticket: Ticket
+    source_row_id: str = ""  # Variations: the image it starts from (recorded, so Reroll can reuse it)
 
     def cancel(self) -> None:
         """Give the place back (the front end could not acknowledge the request)."""
         self.ticket.release()
+
+    def with_init_image(self, png: bytes) -> Admission:
+        """The image-to-image start, once the front end has fetched it (after acknowledging)."""
+        return replace(self, request=self.request.model_copy(update={"init_image": png}))
 
 
 class NotLoggedYet:
@@ -62,25 +77,34 @@ class NotLoggedYet:
 class QwertyService:
     def __init__(
         self, generation: GenerationService, queue: FairQueue, jobs: JobStore, log: GenerationLog,
-        *, timeout_s: float = 300.0,
+        *, timeout_s: float = 300.0, images: ImageStore | None = None, catalog: SubjectCatalog | None = None,
+        prompt_check: PromptCheck | None = None,
     ) -> None:
         self.generation = generation
         self.queue = queue
         self.jobs = jobs
         self.log = log
         self.timeout_s = timeout_s
+        self.images = images
+        self.catalog = catalog
+        self.prompt_check = prompt_check
 
-    def admit(self, options: GenerateOptions, context: RequestContext) -> Admission:
-        """Validate and take a place in the queue; InvalidRequest or LimitReached, before any ack."""
+    def admit(self, options: GenerateOptions, context: RequestContext, *, source_row_id: str = "") -> Admission:
+        """Validate, check the prompt and take a place in the queue; InvalidRequest (a banned word among
+        them) or LimitReached, before any ack and any GPU time."""
         request = self.generation.build_request(options)
+        if self.prompt_check is not None:
+            self.prompt_check(context, request)
         ticket = self.queue.reserve(context.user_id or context.front_end)
-        return Admission(new_id(), request, context, ticket)
+        return Admission(new_id(), request, context, ticket, source_row_id)
 
     async def run(self, admission: Admission, on_update: UpdateCallback | None = None) -> Generation:
         """Wait for a GPU slot, generate, and record the job: "done", or "failed" with the error. A
         cancellation (a shutdown) leaves it unfinished for the next start to report."""
         report = on_update or _ignore
         request_json = admission.request.model_dump(mode="json", exclude={"init_image"})
+        if admission.source_row_id:
+            request_json["source_row_id"] = admission.source_row_id
         async with admission.ticket:
             await self.jobs.add(JobRecord.new(admission.job_id, "generate", admission.context, request_json))
             try:
@@ -92,8 +116,8 @@ class QwertyService:
             except Exception as error:
                 await _shielded(self.jobs.update(admission.job_id, state="failed", error=_describe(error)))
                 raise
-        row_ids = [generation.row_id(image.index) for image in generation.result.images]
-        await self.jobs.update(admission.job_id, state="done", result={"row_ids": row_ids})
+        await self._keep_images(generation)
+        await self.jobs.update(admission.job_id, state="done", result=result_json(generation))
         return generation
 
     async def finish(self, generation: Generation, message_id: str = "", message_link: str = "") -> None:
@@ -103,6 +127,21 @@ class QwertyService:
         if message_id:
             await self.jobs.update(generation.generation_id, message_id=message_id)
 
+    async def _keep_images(self, generation: Generation) -> None:
+        if self.images is None:
+            return
+        try:
+            await asyncio.to_thread(self.images.save, generation)
+        except OSError:  # the member still gets the images; Share falls back to the message's copy
+            log.exception("could not keep the images of %s", generation.generation_id)
+
+    async def _pinned(self, request: GenerateRequest) -> GenerateRequest:
+        """Name the live version of the subject (see the module docstring); unknown: leave it to the backend."""
+        if self.catalog is None or request.subject_version is not None:
+            return request
+        live = await self.catalog.live_version(request.subject)
+        return request if live is None else request.model_copy(update={"subject_version": live})
+
     async def _generate(self, admission: Admission, report: UpdateCallback) -> Generation:
         def on_progress(progress: GenerationProgress) -> None:
             report(Rendering(progress.step, progress.total_steps))
@@ -111,11 +150,25 @@ class QwertyService:
 
         try:
             async with asyncio.timeout(self.timeout_s):
+                request = await self._pinned(admission.request)
                 return await self.generation.generate(
-                    admission.request, admission.context, listener, generation_id=admission.job_id
+                    request, admission.context, listener, generation_id=admission.job_id
                 )
         except TimeoutError:
             raise GpuTimeout(f"The images were not ready within {self.timeout_s:g} s.") from None
+
+
+def result_json(generation: Generation) -> dict:
+    """What a job record keeps of a finished generation: enough for every button after a restart."""
+    result = generation.result
+    return {
+        "row_ids": [generation.row_id(image.index) for image in result.images],
+        "seeds": [image.seed for image in result.images],
+        "withheld": [image.index for image in result.images if image.withheld],
+        "prompt": result.prompt,
+        "subject": result.subject,
+        "version": result.version,
+    }
 
 
 def _ignore(update: Update) -> None:

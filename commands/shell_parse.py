@@ -26,14 +26,26 @@ TRAIN_OPTIONS: Mapping[str, Convert] = {
     "urls": str, **{name: str for name in IMAGE_OPTIONS}, "subject": str, "instance_phrase": str,
     "class_phrase": str, "steps": int,
 }
-COMMANDS: Mapping[str, Mapping[str, Convert]] = {"qwerty": QWERTY_OPTIONS, "train": TRAIN_OPTIONS}
+# The buttons and admin commands, by job and image id (an image id is its index in the row id and file
+# name, `<job>-<index>.png`, counted from 0).
+ACTION_OPTIONS: Mapping[str, Mapping[str, Convert]] = {
+    "reroll": {"job": str}, "variations": {"job": str, "image": int}, "share": {"job": str, "image": int},
+    "delete": {"job": str}, "vote": {"share": str}, "remove": {"share": str}, "top": {"period": str},
+    "banned": {"action": str, "words": str}, "models": {}, "rollback": {"subject": str, "version": int},
+    "status": {},
+}
+REQUIRED: Mapping[str, tuple[str, ...]] = {
+    "reroll": ("job",), "variations": ("job",), "share": ("job",), "delete": ("job",), "vote": ("share",),
+    "remove": ("share",), "banned": ("action",), "rollback": ("subject",),
+}
+COMMANDS: Mapping[str, Mapping[str, Convert]] = {"qwerty": QWERTY_OPTIONS, "train": TRAIN_OPTIONS, **ACTION_OPTIONS}
 WORDS = ("help", "quit", "exit")
 _TYPE_NAMES = {int: "a whole number", float: "a number", str: "text"}
 
 
 @dataclass(frozen=True)
 class ShellCommand:
-    name: str  # "qwerty", "train", "help" or "quit"
+    name: str  # a command of COMMANDS, "help" or "quit"
     options: dict[str, Any]
 
 
@@ -51,7 +63,11 @@ def parse_line(line: str) -> ShellCommand | None:
     if name not in COMMANDS:
         known = ", ".join(f"/{c}" for c in COMMANDS)
         raise InvalidRequest(f"Unknown command {words[0]!r}: try {known}, help or quit.")
-    return ShellCommand(name, _options(name, words[1:]))
+    options = _options(name, words[1:])
+    missing = [option for option in REQUIRED.get(name, ()) if option not in options]
+    if missing:
+        raise InvalidRequest(f"/{name} needs {', '.join(f'`{m}`' for m in missing)}, e.g. {missing[0]}:...")
+    return ShellCommand(name, options)
 
 
 def _options(command: str, words: list[str]) -> dict[str, Any]:

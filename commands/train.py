@@ -73,6 +73,15 @@ class SubjectClaim:
 
 
 @dataclass(frozen=True)
+class RunningTraining:
+    """A training this process is running, with its latest progress (None until the first report)."""
+
+    job_id: str
+    subject: str
+    progress: TrainProgress | None = None
+
+
+@dataclass(frozen=True)
 class PreparedTraining:
     request: TrainRequest
     context: RequestContext
@@ -98,6 +107,7 @@ class TrainingService:
         self.timeout_s = timeout_s
         self.resolver = resolver
         self._training: set[str] = set()
+        self._live: dict[str, RunningTraining] = {}  # job id -> latest progress, for /status
 
     def claim(self, subject: str | None) -> SubjectClaim:
         """Reserve a subject for one training; GpuBusy when one is already running for it."""
@@ -148,6 +158,10 @@ class TrainingService:
         finally:
             claim.release()
 
+    def running(self) -> list[RunningTraining]:
+        """Trainings running in this process, oldest first, each with its latest progress."""
+        return list(self._live.values())
+
     async def _tracked(
         self, request: TrainRequest, call_id: str | None, on_progress: TrainProgressCallback | None,
         *, resuming: bool,
@@ -156,13 +170,19 @@ class TrainingService:
         seen_call = [call_id]
 
         def progress(update: TrainProgress) -> None:
+            self._live[job_id] = RunningTraining(job_id, request.subject, update)
             if update.call_id and update.call_id != seen_call[0]:
                 seen_call[0] = update.call_id
                 self.jobs.update_soon(job_id, call_id=update.call_id)  # the store's thread owns it
             if on_progress is not None:
                 on_progress(update)
 
-        await self.jobs.update(job_id, state="running")
+        self._live[job_id] = RunningTraining(job_id, request.subject)  # before the store says "running"
+        try:
+            await self.jobs.update(job_id, state="running")
+        except BaseException:
+            self._live.pop(job_id, None)
+            raise
         try:
             result = await self._call(request, call_id, progress, resuming=resuming)
         except asyncio.CancelledError:
@@ -171,6 +191,8 @@ class TrainingService:
             await self.jobs.update(job_id, state="failed", error=f"{error.__class__.__name__}: {error}"[:500])
             await self._forget_images(job_id)
             raise
+        finally:
+            self._live.pop(job_id, None)
         version = result.version
         outcome = {"subject": version.subject, "version": version.version, "wandb_url": version.wandb_url}
         await self.jobs.update(job_id, state="done", result=outcome)

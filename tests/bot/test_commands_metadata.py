@@ -16,6 +16,8 @@ from tests.support.discord_stub import discord_py_pointed_at
 from tests.support.sleepy_gpu import SleepyGpu
 
 NAME = re.compile(r"^[-_a-z0-9]{1,32}$")  # Discord's rule, lower case only for slash commands
+ALL = {"qwerty", "train", "gallery", "top", "banned", "spoiler", "models", "rollback", "status"}
+ADMIN_ONLY = {"train", "gallery", "banned", "spoiler", "models", "rollback", "status"}
 
 
 def payloads() -> list[dict]:
@@ -58,6 +60,21 @@ def test_the_issues_options_are_offered():
     assert int(by_name["train"]["default_member_permissions"]) == discord.Permissions(administrator=True).value
 
 
+def test_the_gallery_and_admin_commands_are_offered():
+    by_name = {p["name"]: p for p in payloads()}
+    assert set(by_name) == ALL
+    for name in ADMIN_ONLY:  # a hint for Discord's UI; each is also checked at run time
+        assert int(by_name[name]["default_member_permissions"]) == discord.Permissions(administrator=True).value
+    assert by_name["top"].get("default_member_permissions") is None
+    options = {name: {o["name"]: o for o in p.get("options", [])} for name, p in by_name.items()}
+    assert options["gallery"]["channel"]["type"] == 7 and options["gallery"]["channel"]["required"]
+    assert [c["value"] for c in options["top"]["period"]["choices"]] == ["day", "week", "all"]
+    assert [c["value"] for c in options["banned"]["action"]["choices"]] == ["add", "remove", "list"]
+    assert options["spoiler"]["on"]["type"] == 5
+    assert list(options["rollback"]) == ["subject", "version"] and options["rollback"]["subject"]["autocomplete"]
+    assert options["models"] == {} and options["status"] == {}
+
+
 async def test_starting_the_bot_syncs_nothing_without_a_dev_guild(stub, tmp_path):
     async with running_bot(stub, bot_settings(tmp_path / "data"), SleepyGpu()):
         answer = await (await stub.slash_command("qwerty", {"prompt_prefix": "a"})).wait_ack()
@@ -69,7 +86,7 @@ async def test_with_a_dev_guild_the_bot_syncs_there_only_and_its_commands_work(s
     settings = bot_settings(tmp_path / "data", DISCORD_GUILD_ID=stub.guild_id)
     async with running_bot(stub, settings, SleepyGpu()):
         [sync] = stub.command_syncs
-        assert sync.guild_id == stub.guild_id and {c["name"] for c in sync.commands} == {"qwerty", "train"}
+        assert sync.guild_id == stub.guild_id and {c["name"] for c in sync.commands} == ALL
         interaction = await stub.slash_command("qwerty", {"prompt_prefix": "a"})
         assert "guild_id" in interaction.payload["data"]
         await interaction.responses.wait_for(lambda s: s.kind == "followup", timeout=10)
@@ -80,7 +97,7 @@ async def test_python_m_bot_sync_overwrites_the_commands_once(stub, tmp_path, gu
     settings = bot_settings(tmp_path / "data", DISCORD_GUILD_ID=stub.guild_id if guild else None)
     with discord_py_pointed_at(stub):
         names = await sync_commands(settings)
-    assert sorted(names) == ["qwerty", "train"]
+    assert sorted(names) == sorted(ALL)
     [sync] = stub.command_syncs
     assert sync.guild_id == (stub.guild_id if guild else None)
     assert not any(r.path.startswith("/gateway") for r in stub.requests)  # REST only

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from commands.community import BannedWordError, GalleryNotSet, ImageWithheld
 from commands.errors import reply_for
 from commands.permissions import NotAuthorized
 from commands.queue import LimitReached
@@ -53,3 +54,9 @@ def test_unexpected_errors_get_an_apology_with_a_reference_and_no_details():
     assert reply.reference in reply.text and "secret" not in reply.text
     assert reply.text.startswith("Sorry")
     assert reply_for(KeyError("x")).reference != reply.reference
+
+
+@pytest.mark.parametrize("error", [BannedWordError("dragon"), GalleryNotSet(), ImageWithheld()])
+def test_gallery_and_moderation_refusals_are_their_own_words_ephemerally(error):
+    reply = reply_for(error)
+    assert reply.text == error.message and reply.ephemeral and not reply.unexpected

@@ -19,7 +19,7 @@ EPHEMERAL = 1 << 6
 LOADING = 1 << 7  # a deferred ("thinking") response message
 
 # Option types of application commands.
-SUB_COMMAND, STRING, INTEGER, BOOLEAN, NUMBER, ATTACHMENT = 1, 3, 4, 5, 10, 11
+SUB_COMMAND, STRING, INTEGER, BOOLEAN, CHANNEL, NUMBER, ATTACHMENT = 1, 3, 4, 5, 7, 10, 11
 # Message types.
 DEFAULT_MESSAGE, CHAT_INPUT_COMMAND = 0, 20
 

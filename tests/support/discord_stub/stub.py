@@ -201,7 +201,8 @@ class DiscordStub:
         `options`: {name: value}, the type inferred (bool 5, int 4, float 10, str 3, bytes or an
         UploadedFile 11 = an attachment served by the stub and listed in data.resolved.attachments),
         or a list of option dicts ({"name", "type", "value"}, or {"name", "type": 1, "options": [...]}
-        for a subcommand). `roles` are role names or ids; `permissions` the member's permission bits.
+        for a subcommand). A channel option ({"name", "type": 7, "value": channel_id}) names one of the
+        guild's channels, listed in data.resolved.channels as Discord does. `roles` are role names or ids; `permissions` the member's permission bits.
         The command's id (and guild_id, for a guild command) come from the bot's last sync; an
         unsynced name is sent as a global command with a fresh id.
         """
@@ -256,7 +257,7 @@ class DiscordStub:
         data: dict[str, Any] = {"id": command.get("id") or self._state.ids.next(), "name": name, "type": 1}
         if "guild_id" in command:  # discord.py looks guild commands up only when this is present
             data["guild_id"] = command["guild_id"]
-        resolved: dict[str, Any] = {}
+        resolved: dict[str, dict[str, Any]] = {}  # "attachments" / "channels" -> id -> object
         entries = options
         if isinstance(options, Mapping):
             entries = [{"name": name, "value": value} for name, value in options.items()]
@@ -264,18 +265,23 @@ class DiscordStub:
         if built:
             data["options"] = built
         if resolved:
-            data["resolved"] = {"attachments": resolved}
+            data["resolved"] = resolved
         return data
 
-    def _option(self, entry: Mapping[str, Any], resolved: dict[str, Any]) -> dict[str, Any]:
+    def _option(self, entry: Mapping[str, Any], resolved: dict[str, dict[str, Any]]) -> dict[str, Any]:
         if "options" in entry:  # a subcommand (1) or group (2)
             nested = [self._option(o, resolved) for o in entry["options"]]
             return {"type": payloads.SUB_COMMAND, **entry, "options": nested}
         value = entry["value"]
         if isinstance(value, (bytes, bytearray, UploadedFile)):
             attachment = self._state.store_upload(_as_upload(entry["name"], value), ephemeral=True)
-            resolved[attachment["id"]] = attachment
+            resolved.setdefault("attachments", {})[attachment["id"]] = attachment
             return {**entry, "type": payloads.ATTACHMENT, "value": attachment["id"]}
+        if entry.get("type") == payloads.CHANNEL:
+            channel = self._state.channels[str(value)]
+            partial = {**channel, "permissions": str(payloads.ALL_PERMISSIONS)}
+            resolved.setdefault("channels", {})[str(value)] = partial
+            return {**entry, "value": str(value)}
         return {**entry, "type": entry.get("type") or payloads.infer_option_type(value)}
 
     def _invoker(

@@ -1,0 +1,170 @@
+"""What a click on a generation's or a gallery post's button does in Discord: check, ack, call
+commands/actions.py, render. Reroll and Variations answer like /qwerty (Handlers.deliver).
+
+Refusals (not the requester, a banned word, a withheld image) are raised before the ack, so the
+central handler answers them ephemerally; work after the ack edits the ack's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot import render
+from bot.components import gallery_view, picker_view
+from bot.errors import NO_MENTIONS
+from bot.wiring import AppServices
+from commands.actions import StoredGeneration
+from commands.community import Share, gallery_caption
+from commands.community.errors import CommunityError
+from commands.community.custom_ids import Action
+from commands.jobs import JobRecord
+
+if TYPE_CHECKING:
+    from bot.handlers import Handlers
+
+log = logging.getLogger(__name__)
+FETCH_TIMEOUT_S = 20.0
+
+
+def moderator(interaction: discord.Interaction) -> bool:
+    return interaction.permissions.manage_messages
+
+
+def row_id_of(filename: str) -> str:
+    """The row id an attachment was named after (`SPOILER_<row>.png`, `<row>.jpg`)."""
+    return filename.removeprefix("SPOILER_").rsplit(".", 1)[0]
+
+
+class ButtonDesk:
+    def __init__(self, app: AppServices, handlers: Handlers, client: discord.Client) -> None:
+        self.app = app
+        self.actions = app.actions
+        self.handlers = handlers
+        self.client = client
+
+    # Reroll and Variations
+
+    async def reroll(self, interaction: discord.Interaction, job_id: str) -> None:
+        stored = await self.actions.load(job_id)
+        admission = self.actions.reroll(stored, self.handlers.context(interaction))
+        await self.handlers.deliver(interaction, admission, prepare=self._with_source_image)
+
+    async def variations(self, interaction: discord.Interaction, job_id: str, index: int | None) -> None:
+        stored = await self.actions.load(job_id)
+        if index is None:
+            await self._pick(interaction, Action.VARIATIONS, stored)
+            return
+        admission = self.actions.variations(stored, index, self.handlers.context(interaction))
+        await self.handlers.deliver(interaction, admission, prepare=self._with_source_image)
+
+    async def _with_source_image(self, admission):
+        return await self.actions.with_source_image(admission, self.fetch_image)
+
+    async def _pick(self, interaction: discord.Interaction, action: Action, stored: StoredGeneration) -> None:
+        shown = stored.visible
+        if len(shown) < 2:  # the message offers no menu then; an old or odd click still gets an answer
+            index = shown[0] if shown else 0
+            await (self.variations if action is Action.VARIATIONS else self.share)(interaction, stored.job_id, index)
+            return
+        view = picker_view(action, stored.job_id, shown, stored.seeds)
+        await interaction.response.send_message("Pick an image:", view=view, ephemeral=True)
+
+    # Share
+
+    async def share(self, interaction: discord.Interaction, job_id: str, index: int | None) -> None:
+        stored = await self.actions.load(job_id)
+        if index is None:
+            await self._pick(interaction, Action.SHARE, stored)
+            return
+        guild_id = str(interaction.guild_id or "")
+        decision = self.actions.begin_share(stored, index, guild_id, str(interaction.user.id))
+        if not decision.should_post:
+            await interaction.response.send_message(decision.message, ephemeral=True)
+            return
+        try:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+        except BaseException:
+            self.app.community.abandon_share(decision.share.share_id)
+            raise
+        share = await self.actions.post_share(decision, self._post, self.fetch_image, self._retract)
+        await interaction.edit_original_response(content=f"Shared to the gallery: {share.link}")
+
+    async def _post(self, share: Share, png: bytes) -> tuple[str, str]:
+        spoiler = self.app.community.spoiler(share.guild_id)
+        channel = self.client.get_partial_messageable(int(share.channel_id), guild_id=int(share.guild_id))
+        extension = "png" if png.startswith(b"\x89PNG") else "jpg"
+        name = f"{'SPOILER_' if spoiler else ''}{share.row_id}.{extension}"
+        try:
+            message = await channel.send(
+                render.clip(gallery_caption(share)), file=discord.File(io.BytesIO(png), filename=name),
+                view=gallery_view(share.share_id, 0), allowed_mentions=NO_MENTIONS,  # credit, never a ping
+            )
+        except (discord.Forbidden, discord.NotFound):
+            raise CommunityError(
+                f"I can't post in the gallery channel <#{share.channel_id}> (deleted, or no permission there); "
+                "an admin can choose another with /gallery."
+            ) from None
+        return str(message.channel.id), str(message.id)
+
+    async def _retract(self, channel_id: str, message_id: str) -> None:
+        try:
+            await self.client.get_partial_messageable(int(channel_id)).get_partial_message(int(message_id)).delete()
+        except discord.HTTPException:
+            log.warning("could not retract gallery post %s", message_id, exc_info=True)
+
+    async def fetch_image(self, record: JobRecord, row_id: str) -> bytes | None:
+        """The image store lost it: download it from the generation message's own attachment."""
+        if not (record.channel_id and record.message_id):
+            return None
+        channel = self.client.get_partial_messageable(int(record.channel_id))
+        try:
+            async with asyncio.timeout(FETCH_TIMEOUT_S):
+                message = await channel.fetch_message(int(record.message_id))
+                for attachment in message.attachments:
+                    if row_id_of(attachment.filename) == row_id:
+                        return await attachment.read()
+        except (discord.HTTPException, TimeoutError):
+            log.warning("could not fetch image %s from message %s", row_id, record.message_id, exc_info=True)
+        return None
+
+    # Delete
+
+    async def delete(self, interaction: discord.Interaction, job_id: str) -> None:
+        stored = await self.actions.load(job_id)
+        user_id = str(interaction.user.id)
+        self.actions.require_delete(stored, user_id, moderator=moderator(interaction))
+        await interaction.response.defer()  # acknowledged without a message: the message goes
+        if interaction.message is not None:
+            await interaction.message.delete()
+        await self.actions.deleted(stored, user_id)
+
+    # The gallery's buttons
+
+    async def vote(self, interaction: discord.Interaction, share_id: str) -> None:
+        outcome = self.actions.vote(str(interaction.guild_id or ""), share_id, str(interaction.user.id))
+        if outcome.counted:
+            await interaction.response.edit_message(view=gallery_view(share_id, outcome.total))
+        else:
+            await interaction.response.send_message(
+                f"You already voted for this image ({outcome.total} vote{'s' if outcome.total != 1 else ''}).",
+                ephemeral=True,
+            )
+
+    async def remove(self, interaction: discord.Interaction, share_id: str) -> None:
+        guild_id, user_id = str(interaction.guild_id or ""), str(interaction.user.id)
+        share = self.actions.remove(guild_id, share_id, user_id, moderator=moderator(interaction))
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        if interaction.message is not None:
+            try:
+                await interaction.message.delete()
+            except discord.NotFound:
+                pass  # already gone
+        await interaction.edit_original_response(
+            content=f"Removed the post by <@{share.creator_id}> from the gallery and from /top.",
+            allowed_mentions=NO_MENTIONS,
+        )

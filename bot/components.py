@@ -1,0 +1,179 @@
+"""The buttons and menus on the bot's messages, persistent across restarts.
+
+Each is a `discord.ui.DynamicItem` whose custom id carries a job (or share) id and perhaps an image
+index (commands/community/custom_ids.py); the bot registers the classes once (`add_dynamic_items`), so a
+click on any message, however old, is routed by its custom id alone and the state is read from the
+stores. No view is kept in memory per message.
+
+    a generation:   [🎲 Reroll] [🎨 Variations] [📌 Share] [🗑 Delete]
+    a gallery post: [⭐ 3] [Remove]  (Remove: moderators only, checked on click)
+
+With several images shown, Variations and Share answer with an ephemeral menu to pick one (same custom
+id, as a select menu whose values are image indexes). Errors raised by a click go through the one
+handler (bot.errors.answer_error): discord.py would only log them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import ui
+
+from bot.errors import answer_error
+from commands.community import custom_ids
+from commands.community.custom_ids import Action
+
+if TYPE_CHECKING:
+    from bot.buttons import ButtonDesk
+
+Item = ui.Button | ui.Select
+
+
+def desk_of(interaction: discord.Interaction) -> ButtonDesk:
+    return interaction.client.handlers.buttons  # type: ignore[attr-defined]  # set by QwertyBot
+
+
+async def guarded(interaction: discord.Interaction, work: Awaitable[Any]) -> None:
+    """Run a click's work; its failures reach the member through the central error handler."""
+    try:
+        await work
+    except Exception as error:
+        await answer_error(interaction, error)
+
+
+def _index(match: re.Match[str]) -> int | None:
+    index = match.groupdict().get("index")  # only Variations and Share ids carry one
+    return None if index is None else int(index)
+
+
+def picked(interaction: discord.Interaction) -> int | None:
+    """The image index chosen in a select menu (None for a button, or a value we did not make)."""
+    values = (interaction.data or {}).get("values") or []
+    return custom_ids.parse_index(values[0]) if values else None
+
+
+class _Dynamic(ui.DynamicItem[Item], template=r"(?!)"):
+    """A dynamic item built from its custom id's parts; subclasses say what a click does."""
+
+    def __init__(self, target: str, index: int | None = None, *, item: Item | None = None) -> None:
+        super().__init__(item or self.make(target, index))
+        self.target = target
+        self.index = index
+
+    @classmethod
+    def make(cls, target: str, index: int | None) -> Item:
+        raise NotImplementedError
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: Item, match: re.Match[str], /):
+        return cls(match["target"], _index(match), item=item)  # the item as the message has it
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await guarded(interaction, self.clicked(interaction))
+
+    async def clicked(self, interaction: discord.Interaction) -> None:
+        raise NotImplementedError
+
+
+class Reroll(_Dynamic, template=custom_ids.template(Action.REROLL)):
+    @classmethod
+    def make(cls, target: str, index: int | None) -> Item:
+        return ui.Button(label="Reroll", emoji="🎲", style=discord.ButtonStyle.secondary,
+                         custom_id=custom_ids.reroll(target))
+
+    async def clicked(self, interaction: discord.Interaction) -> None:
+        await desk_of(interaction).reroll(interaction, self.target)
+
+
+class Variations(_Dynamic, template=custom_ids.template(Action.VARIATIONS)):
+    @classmethod
+    def make(cls, target: str, index: int | None) -> Item:
+        return ui.Button(label="Variations", emoji="🎨", style=discord.ButtonStyle.secondary,
+                         custom_id=custom_ids.variations(target, index))
+
+    async def clicked(self, interaction: discord.Interaction) -> None:
+        index = picked(interaction) if isinstance(self.item, ui.Select) else self.index
+        await desk_of(interaction).variations(interaction, self.target, index)
+
+
+class Share(_Dynamic, template=custom_ids.template(Action.SHARE)):
+    @classmethod
+    def make(cls, target: str, index: int | None) -> Item:
+        return ui.Button(label="Share", emoji="📌", style=discord.ButtonStyle.primary,
+                         custom_id=custom_ids.share(target, index))
+
+    async def clicked(self, interaction: discord.Interaction) -> None:
+        index = picked(interaction) if isinstance(self.item, ui.Select) else self.index
+        await desk_of(interaction).share(interaction, self.target, index)
+
+
+class Delete(_Dynamic, template=custom_ids.template(Action.DELETE)):
+    @classmethod
+    def make(cls, target: str, index: int | None) -> Item:
+        return ui.Button(label="Delete", emoji="🗑️", style=discord.ButtonStyle.danger,
+                         custom_id=custom_ids.delete(target))
+
+    async def clicked(self, interaction: discord.Interaction) -> None:
+        await desk_of(interaction).delete(interaction, self.target)
+
+
+class Vote(_Dynamic, template=custom_ids.template(Action.VOTE)):
+    @classmethod
+    def make(cls, target: str, index: int | None) -> Item:
+        return vote_button(target, 0)
+
+    async def clicked(self, interaction: discord.Interaction) -> None:
+        await desk_of(interaction).vote(interaction, self.target)
+
+
+class Remove(_Dynamic, template=custom_ids.template(Action.REMOVE)):
+    @classmethod
+    def make(cls, target: str, index: int | None) -> Item:
+        return ui.Button(label="Remove", style=discord.ButtonStyle.secondary, custom_id=custom_ids.remove(target))
+
+    async def clicked(self, interaction: discord.Interaction) -> None:
+        await desk_of(interaction).remove(interaction, self.target)
+
+
+DYNAMIC_ITEMS = (Reroll, Variations, Share, Delete, Vote, Remove)
+
+
+def vote_button(share_id: str, votes: int) -> ui.Button:
+    return ui.Button(label=str(votes), emoji="⭐", style=discord.ButtonStyle.secondary,
+                     custom_id=custom_ids.vote(share_id))
+
+
+def generation_view(job_id: str, shown: Sequence[int]) -> ui.View:
+    """A generation's buttons. `shown`: indexes of the images in the message (none withheld): with
+    one, Variations and Share act on it at once; with several, they ask which; with none, they are left out."""
+    view = ui.View(timeout=None)
+    view.add_item(Reroll(job_id))
+    if shown:
+        only = shown[0] if len(shown) == 1 else None
+        view.add_item(Variations(job_id, only))
+        view.add_item(Share(job_id, only))
+    view.add_item(Delete(job_id))
+    return view
+
+
+def picker_view(action: Action, job_id: str, shown: Sequence[int], seeds: Sequence[int]) -> ui.View:
+    """An ephemeral menu to pick one image for Variations or Share."""
+    custom_id = custom_ids.ComponentId(action, job_id).encode()
+    options = [discord.SelectOption(label=f"Image {index + 1}", value=str(index),
+                                    description=f"seed {seeds[index]}" if seeds[index] >= 0 else None)
+               for index in shown]
+    verb = "vary" if action is Action.VARIATIONS else "share"
+    select = ui.Select(custom_id=custom_id, placeholder=f"Which image to {verb}?", options=options)
+    view = ui.View(timeout=None)
+    view.add_item((Variations if action is Action.VARIATIONS else Share)(job_id, item=select))
+    return view
+
+
+def gallery_view(share_id: str, votes: int) -> ui.View:
+    view = ui.View(timeout=None)
+    view.add_item(Vote(share_id, item=vote_button(share_id, votes)))
+    view.add_item(Remove(share_id))
+    return view

@@ -1,0 +1,134 @@
+"""The buttons and the gallery/admin commands in the terminal shell, by job and image id.
+
+    /reroll job:ID            /variations job:ID image:N     /share job:ID image:N     /delete job:ID
+    /vote share:ID   /remove share:ID   /top [period:day|week|all]   /banned action:add|remove|list [words:...]
+    /models   /rollback subject:NAME [version:N]   /status
+
+Thin over commands/ (actions, admin, community), as the Discord buttons are. The shell is its own server
+(guild id ""): its gallery is the folder OUTPUTS_DIR/gallery, where Share copies the image, and the
+share is recorded in the community store like any other (so /top and /vote work). The shell's user is
+an admin and a moderator. An image id is the index in the row id and file name (`<job>-<N>.png`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bot.render import plain
+from commands.admin import models_text, rollback_text, status_text
+from commands.community import Share
+from commands.community.errors import CommunityError
+from commands.community.moderation import parse_word_list
+from commands.shell_parse import ShellCommand
+
+if TYPE_CHECKING:
+    from bot.shell import Shell
+
+GUILD = ""  # the shell's own community
+GALLERY = "shell"  # its gallery "channel": a folder under OUTPUTS_DIR
+ACTION_HELP = """  /reroll job:ID | /variations job:ID image:N | /share job:ID image:N | /delete job:ID
+          the buttons of a generation, by job id and image id (N in <job>-N.png, from 0)
+  /vote share:ID | /remove share:ID | /top [period:day|week|all]
+  /banned action:add|remove|list [words:"a, b"] | /models | /rollback subject:NAME [version:N] | /status"""
+
+
+class ShellActions:
+    def __init__(self, shell: Shell) -> None:
+        self.shell = shell
+        self.app = shell.app
+        self.actions = shell.app.actions
+        self.community = shell.app.community
+
+    @property
+    def user(self) -> str:
+        return self.shell.context.user_id
+
+    @property
+    def gallery_dir(self) -> Path:
+        return self.shell.settings.OUTPUTS_DIR / "gallery"
+
+    def say(self, text: str) -> None:
+        self.shell.say(plain(text))
+
+    async def run(self, command: ShellCommand) -> None:
+        await getattr(self, f"do_{command.name}")(command.options)
+
+    async def do_reroll(self, options: dict[str, Any]) -> None:
+        stored = await self.actions.load(options["job"])
+        admission = await self.actions.with_source_image(self.actions.reroll(stored, self.shell.context))
+        await self.shell.deliver(admission)
+
+    async def do_variations(self, options: dict[str, Any]) -> None:
+        stored = await self.actions.load(options["job"])
+        index = options.get("image", stored.visible[0] if stored.visible else 0)
+        admission = self.actions.variations(stored, index, self.shell.context)
+        await self.shell.deliver(await self.actions.with_source_image(admission))
+
+    async def do_share(self, options: dict[str, Any]) -> None:
+        stored = await self.actions.load(options["job"])
+        if self.community.gallery_channel(GUILD) is None:
+            self.community.set_gallery_channel(GUILD, GALLERY)
+        index = options.get("image", stored.visible[0] if stored.visible else 0)
+        decision = self.actions.begin_share(stored, index, GUILD, self.user)
+        if not decision.should_post:
+            where = self.gallery_dir / f"{decision.share.row_id}.png"
+            self.say(f"already in the gallery: {where} (share {decision.share.share_id})"
+                     if decision.kind == "already_shared" else decision.message)
+            return
+        share = await self.actions.post_share(decision, self._copy_to_gallery)
+        self.say(f"shared {share.row_id} to the gallery: {self.gallery_dir / f'{share.row_id}.png'} "
+                 f"(share {share.share_id})")
+
+    async def _copy_to_gallery(self, share: Share, png: bytes) -> tuple[str, str]:
+        self.gallery_dir.mkdir(parents=True, exist_ok=True)
+        (self.gallery_dir / f"{share.row_id}.png").write_bytes(png)
+        return GALLERY, share.share_id  # the share id stands for the message id
+
+    async def do_delete(self, options: dict[str, Any]) -> None:
+        stored = await self.actions.load(options["job"])
+        self.actions.require_delete(stored, self.user, moderator=True)
+        outputs = self.shell.settings.OUTPUTS_DIR
+        for row_id in stored.row_ids:
+            for suffix in (".png", ".json"):
+                (outputs / f"{row_id}{suffix}").unlink(missing_ok=True)
+        await self.actions.deleted(stored, self.user)
+        self.say(f"deleted job {stored.job_id} ({len(stored.row_ids)} image(s))")
+
+    async def do_vote(self, options: dict[str, Any]) -> None:
+        outcome = self.actions.vote(GUILD, options["share"], self.user)
+        self.say(f"{'voted' if outcome.counted else 'you already voted'}: {outcome.total} vote(s)")
+
+    async def do_remove(self, options: dict[str, Any]) -> None:
+        share = self.actions.remove(GUILD, options["share"], self.user, moderator=True)
+        (self.gallery_dir / f"{share.row_id}.png").unlink(missing_ok=True)
+        self.say(f"removed share {share.share_id} ({share.row_id}) from the gallery and from /top")
+
+    async def do_top(self, options: dict[str, Any]) -> None:
+        period = options.get("period", "week")
+        entries = self.community.top(GUILD, period)
+        if not entries:
+            self.say(f"no images shared ({period}) yet")
+        for rank, entry in enumerate(entries, start=1):
+            self.say(f"{rank}. {entry.votes} vote(s) · {entry.prompt} · {entry.row_id} (share {entry.share_id})")
+
+    async def do_banned(self, options: dict[str, Any]) -> None:
+        action, words = options["action"], parse_word_list(options.get("words", ""))
+        if action == "add":
+            self.say(f"banned: {', '.join(self.community.add_banned_words(GUILD, words, by=self.user)) or 'nothing new'}")
+        elif action == "remove":
+            self.say(f"no longer banned: {', '.join(self.community.remove_banned_words(GUILD, words)) or 'nothing'}")
+        elif action == "list":
+            self.say(f"banned words: {', '.join(self.community.banned_words(GUILD)) or 'none'}")
+        else:
+            raise CommunityError(f"`action` must be add, remove or list, not {action!r}.")
+
+    async def do_models(self, options: dict[str, Any]) -> None:
+        self.say(models_text(await self.app.admin.models()))
+
+    async def do_rollback(self, options: dict[str, Any]) -> None:
+        self.say(rollback_text(await self.app.admin.rollback(options["subject"].lower(), options.get("version"))))
+
+    async def do_status(self, options: dict[str, Any]) -> None:
+        self.say(status_text(await self.app.admin.status()))
+

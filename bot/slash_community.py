@@ -1,0 +1,87 @@
+"""The gallery, moderation and admin slash commands as Discord shows them (issue 6).
+
+Like bot/slash.py: callbacks only hand their options to the bot's desk (`interaction.client.handlers.admin`),
+so `python -m bot sync` can register them without any handlers. Admin commands carry
+`default_permissions(administrator=True)` as a hint for Discord's UI; the check is at run time.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import discord
+from discord import app_commands
+
+if TYPE_CHECKING:
+    from bot.admin import AdminDesk
+
+ADMINS_ONLY = app_commands.default_permissions(administrator=True)
+
+
+def desk_of(interaction: discord.Interaction) -> AdminDesk:
+    return interaction.client.handlers.admin  # type: ignore[attr-defined]  # set by QwertyBot
+
+
+@app_commands.command(name="gallery", description="Admins: choose the channel where shared pictures are posted")
+@app_commands.describe(channel="The gallery channel")
+@app_commands.guild_only()
+@ADMINS_ONLY
+async def gallery(interaction: discord.Interaction, channel: discord.TextChannel) -> None:
+    await desk_of(interaction).gallery(interaction, channel)
+
+
+@app_commands.command(name="top", description="The most starred pictures in the gallery")
+@app_commands.describe(period="Shared today, this week, or ever (default: this week)")
+@app_commands.guild_only()
+async def top(interaction: discord.Interaction, period: Literal["day", "week", "all"] = "week") -> None:
+    await desk_of(interaction).top(interaction, period)
+
+
+@app_commands.command(name="banned", description="Admins: words that prompts on this server may not use")
+@app_commands.describe(action="Add words, remove words, or list them", words="Words or short phrases, separated by commas")
+@app_commands.guild_only()
+@ADMINS_ONLY
+async def banned(
+    interaction: discord.Interaction, action: Literal["add", "remove", "list"],
+    words: app_commands.Range[str, 0, 1000] = "",
+) -> None:
+    await desk_of(interaction).banned(interaction, action, words)
+
+
+@app_commands.command(name="spoiler", description="Admins: post this server's pictures as spoilers (blurred)")
+@app_commands.describe(on="True: blur new pictures and gallery posts until clicked")
+@app_commands.guild_only()
+@ADMINS_ONLY
+async def spoiler(interaction: discord.Interaction, on: bool) -> None:
+    await desk_of(interaction).spoiler(interaction, on)
+
+
+@app_commands.command(name="models", description="Admins: trained subjects and versions, which is live, W&B links")
+@ADMINS_ONLY
+async def models(interaction: discord.Interaction) -> None:
+    await desk_of(interaction).models(interaction)
+
+
+@app_commands.command(name="rollback", description="Admins: make an earlier version of a subject live now")
+@app_commands.describe(subject="The subject to roll back",
+                       version="The version to make live (default: the one before the live one)")
+@ADMINS_ONLY
+async def rollback(
+    interaction: discord.Interaction, subject: app_commands.Range[str, 1, 32],
+    version: app_commands.Range[int, 1, 100_000] | None = None,
+) -> None:
+    await desk_of(interaction).rollback(interaction, subject, version)
+
+
+@app_commands.command(name="status", description="Admins: GPU backend, queue length, running trainings")
+@ADMINS_ONLY
+async def status(interaction: discord.Interaction) -> None:
+    await desk_of(interaction).status(interaction)
+
+
+@rollback.autocomplete("subject")
+async def subject_choices(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    return await interaction.client.handlers.subject_choices(current)  # type: ignore[attr-defined]
+
+
+COMMUNITY_COMMANDS = (gallery, top, banned, spoiler, models, rollback, status)

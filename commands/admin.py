@@ -1,0 +1,157 @@
+"""Admin tools, independent of Discord: /models, /rollback, /status. Callers check the admin first.
+
+Texts use Discord's light markdown (bold, code); the shell strips it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from commands.jobs import JobRecord, JobStore
+from commands.queue import FairQueue
+from commands.subjects import SubjectCatalog
+from commands.train import RunningTraining, TrainingService
+from gpu_service.client import GpuClient
+from gpu_service.errors import InvalidRequest, SubjectNotFound
+from gpu_service.schemas import ModelVersion, ServiceStatus
+
+log = logging.getLogger(__name__)
+STATUS_TIMEOUT_S = 10.0
+VERSIONS_SHOWN = 5  # per subject in /models; older ones are counted
+
+
+@dataclass(frozen=True)
+class Rollback:
+    previous: int | None  # the version that was live before
+    live: ModelVersion
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    service: ServiceStatus
+    running: int  # /qwerty requests on the GPU now
+    waiting: int
+    trainings: tuple[RunningTraining, ...]  # in this process, with progress
+    elsewhere: tuple[JobRecord, ...]  # trainings the job store says are running in another process
+
+
+class AdminService:
+    def __init__(
+        self, gpu: GpuClient, catalog: SubjectCatalog, queue: FairQueue, training: TrainingService, jobs: JobStore,
+    ) -> None:
+        self.gpu = gpu
+        self.catalog = catalog
+        self.queue = queue
+        self.training = training
+        self.jobs = jobs
+
+    async def models(self) -> list[ModelVersion]:
+        """Every version of every subject, fresh from the registry."""
+        self.catalog.invalidate()
+        return await self.gpu.list_versions()
+
+    async def rollback(self, subject: str, version: int | None = None) -> Rollback:
+        """Make `version` live now (default: the newest one older than the live one). The next request
+        names it (commands/qwerty.py pins the live version), so no restart is needed."""
+        versions = await self.gpu.list_versions(subject)
+        if not versions:
+            raise SubjectNotFound(f"There is no trained subject `{subject}`.")
+        live = next((v.version for v in versions if v.active), None)
+        if version is None:
+            older = [v.version for v in versions if live is not None and v.version < live]
+            if not older:
+                raise InvalidRequest(f"`{subject}` has no version older than the live v{live}; name one.")
+            version = older[-1]
+        if version not in {v.version for v in versions}:
+            known = ", ".join(f"v{v.version}" for v in versions)
+            raise SubjectNotFound(f"`{subject}` has no version {version} (it has {known}).")
+        activated = await self.gpu.activate(subject, version)
+        self.catalog.invalidate()
+        log.info("rollback: %s v%s is live (was v%s)", subject, version, live)
+        return Rollback(live, activated)
+
+    async def status(self) -> StatusReport:
+        try:
+            async with asyncio.timeout(STATUS_TIMEOUT_S):
+                service = await self.gpu.status()
+        except Exception as error:  # status must answer even when the backend does not
+            service = ServiceStatus(backend="?", reachable=False, warm=False, detail=f"{error.__class__.__name__}")
+        here = tuple(self.training.running())
+        ids = {training.job_id for training in here}
+        elsewhere = tuple(r for r in await self.jobs.unfinished() if r.kind == "train" and r.job_id not in ids)
+        return StatusReport(service, self.queue.running_count, self.queue.waiting_count, here, elsewhere)
+
+
+def models_text(versions: Sequence[ModelVersion]) -> str:
+    if not versions:
+        return "No trained subjects yet: an admin can teach one with /train."
+    by_subject: dict[str, list[ModelVersion]] = {}
+    for version in versions:
+        by_subject.setdefault(version.subject, []).append(version)
+    lines = []
+    for subject, known in by_subject.items():
+        live = next((v for v in known if v.active), None)
+        phrase = live or known[-1]
+        lines.append(f"**{subject}** (\"{phrase.instance_phrase}\", a {phrase.class_phrase}): "
+                     f"{f'v{live.version} is live' if live else 'no live version'}")
+        shown = known[-VERSIONS_SHOWN:]
+        if len(known) > len(shown):
+            lines.append(f"  … {len(known) - len(shown)} older version(s)")
+        lines += [version_line(v) for v in reversed(shown)]
+    return "\n".join(lines)
+
+
+def version_line(version: ModelVersion) -> str:
+    when = version.created_at.strftime("%Y-%m-%d %H:%M UTC")
+    parts = [f"{'▶' if version.active else '·'} v{version.version}", f"trained {when}"]
+    if version.trained_by:
+        parts.append(f"by {version.trained_by}")
+    if version.steps:
+        loss = f", loss {version.final_loss:.4f}" if version.final_loss is not None else ""
+        parts.append(f"{version.steps} steps{loss}")
+    if version.wandb_url:
+        parts.append(f"W&B <{version.wandb_url}>")
+    return "  " + " · ".join(parts)
+
+
+def rollback_text(rollback: Rollback) -> str:
+    live = rollback.live
+    was = f" (was v{rollback.previous})" if rollback.previous not in (None, live.version) else ""
+    if rollback.previous == live.version:
+        return f"`{live.subject}` v{live.version} was already live; nothing changed."
+    return f"`{live.subject}` v{live.version} is live now{was}: the next /qwerty uses it."
+
+
+def status_text(report: StatusReport) -> str:
+    service = report.service
+    reach = "reachable" if service.reachable else "NOT reachable"
+    warmth = "warm" if service.warm else "cold"
+    detail = f" ({service.detail})" if service.detail else ""
+    lines = [f"GPU backend `{service.backend}`: {reach}, {warmth}{detail}",
+             f"Queue: {report.running} running, {report.waiting} waiting"]
+    if not report.trainings and not report.elsewhere:
+        lines.append("Trainings: none running")
+    for training in report.trainings:
+        lines.append(f"Training `{training.subject}` (job `{training.job_id}`): {progress_text(training)}")
+    for record in report.elsewhere:
+        subject = record.request.get("subject", "?")
+        lines.append(f"Training `{subject}` (job `{record.job_id}`): {record.state}, as the {record.front_end} "
+                     "recorded it (no progress here)")
+    return "\n".join(lines)
+
+
+def progress_text(training: RunningTraining) -> str:
+    progress = training.progress
+    if progress is None:
+        return "starting"
+    text = progress.state
+    if progress.total_steps:
+        text += f", step {progress.step}/{progress.total_steps} ({100 * progress.step // progress.total_steps}%)"
+    if progress.loss is not None:
+        text += f", loss {progress.loss:.4f}"
+    if progress.eta_s:
+        text += f", about {max(1, round(progress.eta_s / 60))} min left"
+    return text

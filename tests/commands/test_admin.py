@@ -1,0 +1,80 @@
+"""The admin tools' use cases and texts without Discord: /models, /rollback, /status."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from bot.settings import BotSettings
+from bot.wiring import make_app_services
+from commands.admin import Rollback, StatusReport, models_text, rollback_text, status_text
+from commands.context import RequestContext
+from commands.jobs import JobRecord
+from commands.train import RunningTraining
+from gpu_service.errors import InvalidRequest, SubjectNotFound
+from gpu_service.schemas import ImageSource, ModelVersion, ServiceStatus, TrainProgress, TrainRequest
+from tests.support.sleepy_gpu import SleepyGpu
+
+
+def version(number: int, active: bool = False, subject: str = "qwerty") -> ModelVersion:
+    return ModelVersion(subject=subject, version=number, instance_phrase="qwerty dog", class_phrase="dog",
+                        base_model="sd", created_at=datetime(2025, 6, 1, 12, 30, tzinfo=UTC), trained_by="ana",
+                        steps=500, final_loss=0.1, wandb_url=f"https://wandb.ai/r/{number}", active=active)
+
+
+@pytest.fixture
+async def app(tmp_path):
+    gpu = SleepyGpu()
+    services = make_app_services(BotSettings(_env_file=None, DATA_DIR=tmp_path / "data", WANDB_MODE="disabled"), gpu)
+    yield services, gpu
+    await services.close()
+
+
+def test_models_text_marks_the_live_version_and_counts_old_ones():
+    text = models_text([version(n, active=n == 6) for n in range(1, 8)])
+    lines = text.splitlines()
+    assert lines[0] == '**qwerty** ("qwerty dog", a dog): v6 is live'
+    assert lines[1] == "  … 2 older version(s)" and len(lines) == 7
+    assert lines[2].startswith("  · v7") and lines[3].startswith("  ▶ v6 · trained 2025-06-01 12:30 UTC · by ana")
+    assert "500 steps, loss 0.1000 · W&B <https://wandb.ai/r/6>" in lines[3]
+
+
+async def test_rollback_needs_a_known_subject_and_an_older_version(app):
+    services, gpu = app
+    with pytest.raises(SubjectNotFound):
+        await services.admin.rollback("qwerty")
+    await gpu.train(TrainRequest(job_id="j1", subject="qwerty", instance_phrase="q", class_phrase="d",
+                                 images=(ImageSource(name="a"),)))
+    with pytest.raises(InvalidRequest, match="no version older"):
+        await services.admin.rollback("qwerty")
+    same = await services.admin.rollback("qwerty", 1)
+    assert rollback_text(same) == "`qwerty` v1 was already live; nothing changed."
+
+
+def test_status_text_lists_trainings_here_and_those_another_process_runs():
+    progress = TrainProgress(job_id="j1", state="training", step=50, total_steps=200, loss=0.25, eta_s=300)
+    other = JobRecord.new("j2", "train", RequestContext("shell"), {"subject": "cat"}, state="running")
+    report = StatusReport(ServiceStatus(backend="modal", reachable=False, warm=False, detail="no token"), 1, 2,
+                          (RunningTraining("j1", "qwerty", progress),), (other,))
+    assert status_text(report).splitlines() == [
+        "GPU backend `modal`: NOT reachable, cold (no token)",
+        "Queue: 1 running, 2 waiting",
+        "Training `qwerty` (job `j1`): training, step 50/200 (25%), loss 0.2500, about 5 min left",
+        "Training `cat` (job `j2`): running, as the shell recorded it (no progress here)",
+    ]
+
+
+async def test_status_answers_even_when_the_backend_does_not(app):
+    services, gpu = app
+
+    async def broken():
+        raise ConnectionError("down")
+
+    gpu.status = broken
+    report = await services.admin.status()
+    assert not report.service.reachable and "ConnectionError" in report.service.detail
+
+
+def test_rollback_text_names_the_previous_version():
+    assert rollback_text(Rollback(3, version(2, True))) == "`qwerty` v2 is live now (was v3): the next /qwerty uses it."
