@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 
 from pydantic import ValidationError
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: invalid settings:\n{error}", file=sys.stderr)
         return 2
     args = parse_args(argv, settings)
+    from bot.wiring import keep_wandb_files_in_data_dir
+
+    keep_wandb_files_in_data_dir(settings, os.environ)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return asyncio.run(_run(args, settings))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 
 from bot.settings import BotSettings
@@ -51,6 +52,14 @@ def wandb_config(settings: Settings) -> WandbConfig:
         project=settings.PROJECT_NAME, mode=settings.wandb_mode, directory=settings.wandb_dir,
         entity=settings.WANDB_ENTITY, api_key=key.get_secret_value() if key else None,
     )
+
+
+def keep_wandb_files_in_data_dir(settings: Settings, environ: MutableMapping[str, str]) -> None:
+    """W&B stages artifacts (the table images) and keeps its cache under the home directory unless told
+    otherwise, and only its environment variables tell it. Called once by the entry point."""
+    root = settings.DATA_DIR.resolve() / "wandb-home"
+    for name, folder in (("WANDB_DATA_DIR", "data"), ("WANDB_CACHE_DIR", "cache"), ("WANDB_CONFIG_DIR", "config")):
+        environ.setdefault(name, str(root / folder))
 
 
 def make_services(settings: Settings, gpu: GpuClient | None = None) -> Services:
