@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 GENERATION_COLUMNS = [
     "row_id", "prompt", "negative_prompt", "image", "withheld", "seed", "steps", "guidance", "width",
-    "height", "subject", "version", "model", "front_end", "user_id", "user_name", "guild_id",
+    "height", "subject", "version", "model", "lora_artifact", "front_end", "user_id", "user_name", "guild_id",
     "channel_id", "interaction_id", "message_link",
 ]
 TABLE_KEY = "generations"
@@ -51,6 +51,13 @@ class WandbConfig:
     api_key: str | None = None
 
 
+def lora_artifact(generation: Generation) -> str:
+    """The W&B model artifact of the LoRA that drew the images ("" for the base model): the training run
+    logs `lora-<subject>` with the alias `version-<n>`."""
+    result = generation.result
+    return f"lora-{result.subject}:version-{result.version}" if result.version else ""
+
+
 def generation_rows(generation: Generation) -> list[list[Any]]:
     """One row per image, in GENERATION_COLUMNS order; the image cell is filled in by the writer."""
     result, context = generation.result, generation.context
@@ -58,7 +65,7 @@ def generation_rows(generation: Generation) -> list[list[Any]]:
         [
             generation.row_id(image.index), result.prompt, result.negative_prompt, image.png, image.withheld,
             image.seed, result.steps, result.guidance, result.width, result.height, result.subject,
-            result.version, result.model, context.front_end, context.user_id, context.user_name,
+            result.version, result.model, lora_artifact(generation), context.front_end, context.user_id, context.user_name,
             context.guild_id, context.channel_id, context.interaction_id, context.message_link,
         ]
         for image in result.images
@@ -153,6 +160,7 @@ class _TableWriter:
         owner.run_dir = Path(self.run.dir).parent
         self.table = wandb.Table(columns=GENERATION_COLUMNS, log_mode="INCREMENTAL")
         self.events = wandb.Table(columns=EVENT_COLUMNS, log_mode="INCREMENTAL")
+        self.used: set[str] = set()
 
     def write(self, item: Generation | CommunityEvent) -> None:
         if isinstance(item, CommunityEvent):
@@ -164,11 +172,23 @@ class _TableWriter:
     def _write_generation(self, generation: Generation) -> None:
         from PIL import Image
 
+        self._declare_use(lora_artifact(generation))
         for row in generation_rows(generation):
             png = row[3]
             row[3] = self.wandb.Image(Image.open(io.BytesIO(png))) if png else None
             self.table.add_data(*row)
         self.run.log({TABLE_KEY: self.table})
+
+    def _declare_use(self, artifact: str) -> None:
+        """Lineage in W&B: training images -> LoRA artifact -> this run's images. W&B refuses
+        `use_artifact` offline, so offline runs carry the reference in each row only."""
+        if not artifact or artifact in self.used or self.run.offline:
+            return
+        self.used.add(artifact)
+        try:
+            self.run.use_artifact(artifact)
+        except Exception as error:  # an artifact logged by a failed W&B call: the rows still name it
+            log.warning("W&B: could not declare use of %s (%s)", artifact, error.__class__.__name__)
 
     def finish(self) -> None:
         self.run.finish()

@@ -41,7 +41,7 @@ async def test_generation_is_logged_to_wandb_with_prompt_pixels_and_context(serv
     for row, image in zip(rows, generation.result.images):
         assert row["prompt"] == "a gorgeous painting of a qwerty dog in space"
         assert row["seed"] == image.seed and row["steps"] == 3 and row["user_id"] == "42"
-        assert row["message_link"] == CONTEXT.message_link
+        assert row["message_link"] == CONTEXT.message_link and row["lora_artifact"] == ""
         sent = Image.open(io.BytesIO(image.png)).convert("RGB")
         assert row["image"].convert("RGB").tobytes() == sent.tobytes()
 
@@ -128,3 +128,22 @@ async def test_community_events_are_logged_against_the_row_id(services, settings
     assert [(e["event"], e["row_id"], e["user_id"]) for e in events] == [
         ("share", generation.row_id(0), "42"), ("vote", generation.row_id(0), "43")]
     assert all(e["at"] for e in events)
+
+
+def test_rows_name_the_lora_artifact_that_drew_them(tmp_path):
+    from commands.generate import Generation
+    from gpu_service.schemas import GeneratedImage, GenerateRequest, GenerateResult
+
+    result = GenerateResult(
+        prompt="a photo of a qwerty dog", negative_prompt="", model="base", subject="qwerty", version=2,
+        base_fallback=False, steps=3, guidance=7.5, width=64, height=64,
+        images=(GeneratedImage(index=0, seed=1, png=None, withheld=True),),
+    )
+    request = GenerateRequest(prompt_prefix="a photo of a", subject="qwerty")
+    log = WandbGenerationLog(WandbConfig(project="p", mode="offline", directory=tmp_path))
+    log.log_generation(Generation("g1", request, result, CONTEXT))
+    log.close()
+    [run] = read_offline_runs(tmp_path)
+    [row] = run.table_rows(TABLE_KEY)
+    assert (row["lora_artifact"], row["version"], row["withheld"], row["image"]) == (
+        "lora-qwerty:version-2", 2, True, None)
