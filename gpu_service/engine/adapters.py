@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections import OrderedDict
 
 from diffusers import DiffusionPipeline
@@ -54,7 +55,10 @@ class AdapterSwitcher:
 
     def _load(self, version: ModelVersion, name: str) -> None:
         directory = self.registry.version_dir(version.subject, version.version)
-        self.pipe.load_lora_weights(directory, adapter_name=name)
+        with warnings.catch_warnings():
+            # Several named adapters in one UNet is the design, not the mistake peft warns about.
+            warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
+            self.pipe.load_lora_weights(directory, adapter_name=name)
         self._loaded[name] = None
         while len(self._loaded) > self.max_loaded:
             evicted, _ = self._loaded.popitem(last=False)
