@@ -11,7 +11,7 @@ import discord
 
 from commands.generate import Generation
 from commands.qwerty import Queued, Rendering, Update
-from commands.train import PreparedTraining
+from commands.train import PreparedTraining, progress_summary
 from gpu_service.schemas import TrainProgress, TrainResult
 
 MAX_CONTENT = 2000
@@ -104,13 +104,7 @@ def fit_image(png: bytes, stem: str, limit: int) -> Attachment:
 
 
 def train_progress(subject: str, progress: TrainProgress) -> str:
-    line = f"Training `{subject}`: {progress.state}"
-    if progress.total_steps:
-        line += f", step {progress.step}/{progress.total_steps}"
-    if progress.loss is not None:
-        line += f", loss {progress.loss:.4f}"
-    if progress.eta_s:
-        line += f", about {max(1, round(progress.eta_s / 60))} min left"
+    line = f"Training `{subject}`: {progress_summary(progress)}"
     if progress.message:
         line += f"\n{clip(progress.message, 500)}"
     return clip(line)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from commands.jobs import JobRecord, JobStore
 from commands.queue import FairQueue
 from commands.subjects import SubjectCatalog
-from commands.train import RunningTraining, TrainingService
+from commands.train import RunningTraining, TrainingService, progress_summary
 from gpu_service.client import GpuClient
 from gpu_service.errors import InvalidRequest, SubjectNotFound
 from gpu_service.schemas import ModelVersion, ServiceStatus
@@ -147,11 +147,4 @@ def progress_text(training: RunningTraining) -> str:
     progress = training.progress
     if progress is None:
         return "starting"
-    text = progress.state
-    if progress.total_steps:
-        text += f", step {progress.step}/{progress.total_steps} ({100 * progress.step // progress.total_steps}%)"
-    if progress.loss is not None:
-        text += f", loss {progress.loss:.4f}"
-    if progress.eta_s:
-        text += f", about {max(1, round(progress.eta_s / 60))} min left"
-    return text
+    return progress_summary(progress)

@@ -283,3 +283,15 @@ def _local_images(path: Path) -> Sequence[Path]:
 
 def _with_rejections(message: str, rejected: Sequence[Rejection]) -> str:
     return "\n".join([message, *(f"- {r.name}: {r.reason}" for r in rejected)])
+
+
+def progress_summary(progress: TrainProgress) -> str:
+    """One line for every front end: "training, step 10/100 (10%), loss 0.5000, about 2 min left"."""
+    text = progress.state
+    if progress.total_steps:
+        text += f", step {progress.step}/{progress.total_steps} ({100 * progress.step // progress.total_steps}%)"
+    if progress.loss is not None:
+        text += f", loss {progress.loss:.4f}"
+    if progress.eta_s:
+        text += f", about {max(1, round(progress.eta_s / 60))} min left"
+    return text

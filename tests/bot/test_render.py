@@ -71,4 +71,4 @@ def test_progress_texts():
     assert queue_update(Rendering(5, 25)) == "Rendering… step 5/25"
     text = train_progress("qwerty", TrainProgress(job_id="j", state="training", step=10, total_steps=100, loss=0.5,
                                                   eta_s=120))
-    assert text == "Training `qwerty`: training, step 10/100, loss 0.5000, about 2 min left"
+    assert text == "Training `qwerty`: training, step 10/100 (10%), loss 0.5000, about 2 min left"
