@@ -140,7 +140,10 @@ class ButtonDesk:
         self.actions.require_delete(stored, user_id, moderator=moderator(interaction))
         await interaction.response.defer()  # acknowledged without a message: the message goes
         if interaction.message is not None:
-            await interaction.message.delete()
+            try:
+                await interaction.message.delete()
+            except discord.NotFound:
+                pass  # a second click, or already deleted by a moderator: the outcome is the same
         await self.actions.deleted(stored, user_id)
 
     # The gallery's buttons

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from gpu_service.settings import Settings
@@ -17,6 +17,9 @@ DISCORD_API_BASE = "https://discord.com/api/v10"
 DISCORD_GATEWAY_URL = "wss://gateway.discord.gg/"
 
 IdList = Annotated[frozenset[int], NoDecode]  # "1, 2,3" in the environment, not JSON
+# An interaction token lives 15 minutes; a /qwerty answer is sent with it, so waiting plus rendering must
+# end well before (a minute is kept for fetching a Variations source and uploading the reply).
+REPLY_BUDGET_S = 14 * 60
 
 
 class MissingToken(Exception):
@@ -34,12 +37,21 @@ class BotSettings(Settings):
     MAX_RUNNING_PER_USER: int = Field(1, ge=1)
     MAX_WAITING_PER_USER: int = Field(3, ge=0)
     GPU_CONCURRENCY: int = Field(4, ge=1)  # /qwerty requests on the GPU at once, all users together
-    QUEUE_TIMEOUT_S: float = Field(600.0, gt=0)
+    QUEUE_TIMEOUT_S: float = Field(480.0, gt=0)
     GENERATION_TIMEOUT_S: float = Field(300.0, gt=0)
     TRAIN_TIMEOUT_S: float = Field(4 * 3600.0, gt=0)  # above the backend's own limits, which act first
     PROGRESS_INTERVAL_S: float = Field(2.0, ge=1.0)  # Discord rate-limits edits; never faster than 1/s
     GPU_WARM_ON_START: bool = True  # load the local pipeline right after connecting, not on first use
     IMAGE_RETENTION_DAYS: float = Field(30.0, ge=0)  # kept PNGs (Share, Variations) older are pruned; 0 keeps all
+
+    @model_validator(mode="after")
+    def _reply_before_token_expires(self) -> "BotSettings":
+        if self.QUEUE_TIMEOUT_S + self.GENERATION_TIMEOUT_S > REPLY_BUDGET_S:
+            raise ValueError(
+                f"QUEUE_TIMEOUT_S + GENERATION_TIMEOUT_S must be at most {REPLY_BUDGET_S} s: Discord's "
+                "interaction token (15 min) must still be valid to deliver the images"
+            )
+        return self
 
     @field_validator("ADMIN_USER_IDS", "ADMIN_ROLE_IDS", mode="before")
     @classmethod

@@ -39,6 +39,7 @@ def handlers_of(interaction: discord.Interaction) -> Handlers:
     guidance="How closely to follow the prompt (0-30)",
     subject="Which trained subject to draw",
 )
+@app_commands.guild_only()  # banned words, spoilers and the gallery are per server
 async def qwerty(
     interaction: discord.Interaction,
     prompt_prefix: Text,
@@ -68,6 +69,7 @@ async def qwerty(
     steps="Training steps (default: the trainer's)",
 )
 @app_commands.default_permissions(administrator=True)  # a hint for Discord's UI; the check is at run time
+@app_commands.guild_only()
 async def train(
     interaction: discord.Interaction,
     urls: app_commands.Range[str, 0, 4000] = "",

@@ -83,8 +83,10 @@ class TrainingDesk:
             queued = TrainProgress(job_id=prepared.job_id, state="queued")
             status = await channel.send(render.train_progress(subject, queued), allowed_mentions=NO_MENTIONS)
             await self.app.jobs.update(prepared.job_id, message_id=str(status.id))
-        except BaseException:
-            prepared.claim.release()  # never started: nobody else would release it
+        except BaseException as error:
+            # Never started, and nowhere to report it (no Send Messages here, say): a job left "queued"
+            # would be resumed, and fail to report, at every restart.
+            await self.app.training.abandon(prepared, f"could not post in the channel: {error!r}")
             raise
 
         def work(on_progress: TrainProgressCallback) -> Awaitable[TrainResult]:

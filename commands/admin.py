@@ -61,7 +61,9 @@ class AdminService:
             raise SubjectNotFound(f"There is no trained subject `{subject}`.")
         live = next((v.version for v in versions if v.active), None)
         if version is None:
-            older = [v.version for v in versions if live is not None and v.version < live]
+            if live is None:
+                raise InvalidRequest(f"`{subject}` has no live version; name the version to make live.")
+            older = [v.version for v in versions if v.version < live]
             if not older:
                 raise InvalidRequest(f"`{subject}` has no version older than the live v{live}; name one.")
             version = older[-1]

@@ -145,6 +145,12 @@ class TrainingService:
         finally:
             prepared.claim.release()
 
+    async def abandon(self, prepared: PreparedTraining, reason: str) -> None:
+        """A prepared job that will never run (its front end could not report it): nothing resumes it."""
+        prepared.claim.release()
+        await self.jobs.update(prepared.job_id, state="failed", error=reason[:500])
+        await self._forget_images(prepared.job_id)
+
     async def resume(self, record: JobRecord, on_progress: TrainProgressCallback | None = None) -> TrainResult:
         """After a restart: re-attach to the backend's call, or run the job again from its checkpoint."""
         claim = self.claim(record.request.get("subject"))

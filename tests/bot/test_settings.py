@@ -47,3 +47,9 @@ def test_python_m_bot_without_a_token_exits_2_naming_it(tmp_path, args):
                           text=True, timeout=60)
     assert done.returncode == 2
     assert "DISCORD_TOKEN is not set" in done.stderr
+
+
+def test_waiting_plus_rendering_must_fit_in_the_interaction_token_life():
+    with pytest.raises(ValidationError, match="QUEUE_TIMEOUT_S"):
+        BotSettings(_env_file=None, QUEUE_TIMEOUT_S=600, GENERATION_TIMEOUT_S=300)
+    assert BotSettings(_env_file=None).QUEUE_TIMEOUT_S + BotSettings(_env_file=None).GENERATION_TIMEOUT_S <= 840
