@@ -13,6 +13,7 @@ MAX_SIDE = 1024
 MAX_IMAGES_PER_REQUEST = 4
 MAX_SEED = 2**32 - 1
 MAX_TEXT = 1000
+MAX_INIT_IMAGE_BYTES = 20 * 1024 * 1024
 
 
 class _Frozen(BaseModel):
@@ -42,7 +43,7 @@ class GenerateRequest(_Frozen):
     width: int | None = Field(None, ge=64, le=MAX_SIDE)
     height: int | None = Field(None, ge=64, le=MAX_SIDE)
     # Image-to-image ("Variations"): a PNG to start from and how far to move away from it.
-    init_image: bytes | None = None
+    init_image: bytes | None = Field(None, max_length=MAX_INIT_IMAGE_BYTES, repr=False)
     strength: float = Field(0.6, gt=0.0, le=1.0)
 
     @field_validator("width", "height")

@@ -24,12 +24,6 @@ class AdapterSwitcher:
         self.max_loaded = max_loaded
         self._loaded: OrderedDict[str, None] = OrderedDict()
 
-    def use(self, subject: str, version: int | None = None) -> ModelVersion | None:
-        """Enable `subject`'s LoRA (the active one, or `version`); None means the base model answers."""
-        chosen = self.lookup(subject, version)
-        self.activate(chosen)
-        return chosen
-
     def activate(self, chosen: ModelVersion | None) -> None:
         """Make the pipeline answer with `chosen`'s LoRA, or with the bare base model for None."""
         if chosen is None:
@@ -67,4 +61,6 @@ class AdapterSwitcher:
 
 
 def adapter_name(version: ModelVersion) -> str:
-    return f"{version.subject}_v{version.version}".replace("-", "_")
+    """One name per (subject, version), never shared: `a-b` and `a_b` are both valid subject names."""
+    escaped = version.subject.replace("_", "__").replace("-", "_h")
+    return f"{escaped}_v{version.version}"

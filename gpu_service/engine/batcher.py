@@ -9,6 +9,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Generic, TypeVar
 
+from gpu_service.errors import GpuBusy
+
 Item = TypeVar("Item")
 Outcome = TypeVar("Outcome")
 _STOP = object()
@@ -32,22 +34,28 @@ class MicroBatcher(Generic[Item, Outcome]):
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = False
+        self._closed = False
         self._lock = threading.Lock()
 
     def submit(self, item: Item) -> Future:
         future: Future = Future()
         with self._lock:
+            if self._closed:
+                raise GpuBusy("The image engine is shutting down; please try again in a moment.")
             if not self._started:
                 self._thread.start()
                 self._started = True
-        self._queue.put((item, future))
+            self._queue.put((item, future))
         return future
 
     def queued(self) -> int:
         return self._queue.qsize()
 
     def close(self) -> None:
-        if self._started:
+        with self._lock:
+            self._closed = True
+            started = self._started
+        if started:
             self._queue.put(_STOP)
             self._thread.join(timeout=60)
 
@@ -74,12 +82,15 @@ class MicroBatcher(Generic[Item, Outcome]):
         return batch, False
 
     def _execute(self, batch: list) -> None:
-        futures = [future for _, future in batch]
+        # A caller that gave up (a cancelled await) cancelled its future: render nothing for it.
+        live = [(item, future) for item, future in batch if future.set_running_or_notify_cancel()]
+        if not live:
+            return
         try:
-            outcomes = self._run_batch([item for item, _ in batch])
+            outcomes = self._run_batch([item for item, _ in live])
         except BaseException as error:  # the runner must outlive any one batch
-            outcomes = [error] * len(batch)
-        for future, outcome in zip(futures, outcomes):
+            outcomes = [error] * len(live)
+        for (_, future), outcome in zip(live, outcomes):
             if isinstance(outcome, BaseException):
                 future.set_exception(outcome)
             else:

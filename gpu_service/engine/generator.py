@@ -7,6 +7,7 @@ on a GPU four images cost little more than one.
 from __future__ import annotations
 
 import io
+import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -19,7 +20,7 @@ from PIL import Image
 from gpu_service.engine.adapters import AdapterSwitcher
 from gpu_service.engine.pipeline_loading import load_pipeline, native_size
 from gpu_service.engine.previews import preview_png
-from gpu_service.errors import GpuServiceError, InvalidRequest, PromptTooLong, SubjectNotFound
+from gpu_service.errors import GpuServiceError, InvalidRequest, PromptTooLong, RemoteError, SubjectNotFound
 from gpu_service.prompts import build_prompt
 from gpu_service.schemas import (
     MAX_SEED,
@@ -31,11 +32,13 @@ from gpu_service.schemas import (
     Timings,
 )
 
+log = logging.getLogger(__name__)
 ProgressSink = Callable[[GenerationProgress], None]
 # Requests may ask for up to 4x the model's native pixel count (1024x1024 on SD1.5); beyond that
 # attention memory grows quadratically and one request could take the GPU down for everyone.
 MAX_PIXEL_FACTOR = 4
 PREVIEW_EVERY = 5
+MAX_INIT_PIXELS = 4096 * 4096
 
 
 def choose_seeds(seed: int | None, count: int) -> list[int]:
@@ -125,10 +128,19 @@ class Generator:
                 continue
             groups.setdefault(job.batch_key(), []).append((position, job))
         for members in groups.values():
-            jobs = [job for _, job in members]
-            for (position, _), result in zip(members, self._render_group(jobs)):
-                outcomes[position] = result
+            for position, outcome in zip((p for p, _ in members), self._render_safely([j for _, j in members])):
+                outcomes[position] = outcome
         return outcomes
+
+    def _render_safely(self, jobs: list[_Job]) -> list[GenerateResult | GpuServiceError]:
+        """One group's failure (a LoRA that will not load, out of memory) fails that group alone."""
+        try:
+            return self._render_group(jobs)
+        except GpuServiceError as error:
+            return [error] * len(jobs)
+        except Exception as error:
+            log.exception("rendering a batch of %d request(s) failed", len(jobs))
+            return [RemoteError(f"The image engine failed ({error.__class__.__name__}).")] * len(jobs)
 
     def _prepare(self, request: GenerateRequest, on_progress: ProgressSink | None, previews: bool) -> _Job:
         started = time.perf_counter()
@@ -231,7 +243,13 @@ class Generator:
 def _decode_init_image(data: bytes) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data))
+        if image.width * image.height > MAX_INIT_PIXELS:  # refused from the header, before decoding
+            raise InvalidRequest(f"init_image is too large ({image.width}x{image.height} pixels).")
         image.load()
+    except InvalidRequest:
+        raise
+    except Image.DecompressionBombError:
+        raise InvalidRequest("init_image is too large (a decompression bomb).") from None
     except Exception as error:  # Pillow raises many types for bad bytes
         raise InvalidRequest(f"init_image is not a readable image ({error.__class__.__name__}).") from error
     return image.convert("RGB")

@@ -65,10 +65,18 @@ class InferenceService:
                     adapters_factory=lambda pipe: AdapterSwitcher(pipe, self.registry),
                     default_subject=self.default_subject, default_phrase=self.default_phrase,
                 )
-                for subject in self.registry.subjects():
-                    generator.adapters.activate(self.registry.active(subject))
+                self._warm_loras(generator)
                 self._generator = generator
         return self._generator
+
+    def _warm_loras(self, generator: Generator) -> None:
+        """Load the live LoRAs ahead of the first request; one unreadable version must not stop serving."""
+        for subject in self.registry.subjects()[: generator.adapters.max_loaded]:
+            try:
+                generator.adapters.activate(self.registry.active(subject))
+            except Exception:
+                log.exception("could not warm the live LoRA of %s; it loads on first use", subject)
+        generator.adapters.activate(None)
 
     def submit(self, request: GenerateRequest, on_progress: ProgressSink | None = None, previews: bool = False):
         """Queue a request; returns a concurrent Future of its GenerateResult."""

@@ -114,3 +114,32 @@ def test_flagged_images_are_withheld_not_sent_as_black_squares(flagging_model_di
     result = flagging.generate(request(count=2, seed=3))
     assert [image.withheld for image in result.images] == [True, True]
     assert all(image.png is None for image in result.images) and result.withheld_count == 2
+
+
+def test_an_init_image_with_too_many_pixels_is_refused_from_its_header(generator):
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0))
+    bomb = b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    with pytest.raises(InvalidRequest, match="too large"):
+        generator.generate(request(init_image=bomb))
+
+
+def test_one_failing_group_fails_only_its_own_requests(generator, monkeypatch):
+    from gpu_service.engine.generator import BatchItem
+    from gpu_service.errors import RemoteError
+
+    real = generator._render_group
+
+    def fail_for_large(jobs):
+        if jobs[0].width == 96:
+            raise RuntimeError("out of memory")
+        return real(jobs)
+
+    monkeypatch.setattr(generator, "_render_group", fail_for_large)
+    fine, broken = generator.generate_batch([BatchItem(request(seed=1)), BatchItem(request(seed=1, width=96))])
+    assert fine.images[0].png and isinstance(broken, RemoteError)
