@@ -62,6 +62,7 @@ def container_env(values: Settings) -> dict[str, str]:
     dumped = values.model_dump(mode="json", exclude=secret, exclude_none=True)
     dumped.update(DATA_DIR=str(CONTAINER_DATA_DIR), OUTPUTS_DIR=str(CONTAINER_DATA_DIR / "outputs"))
     dumped["GPU_BACKEND"] = "local"  # inside the container the engine runs in-process
+    dumped["ALLOW_PRIVATE_URLS"] = False  # a developer's loopback-test setting never reaches production
     env = {name: value if isinstance(value, str) else json.dumps(value) for name, value in dumped.items()}
     env["HF_HOME"] = str(HF_CACHE_DIR)
     return env
@@ -157,19 +158,19 @@ def reload_registry() -> None:
 
 @app.function(volumes={str(REGISTRY_DIR): registry_volume}, timeout=REGISTRY_CALL_TIMEOUT_S)
 def list_versions(subject: str | None = None) -> list[dict]:
-    registry_volume.reload()  # a warm container's view may predate the latest training
     with boundary("listing versions"):
+        registry_volume.reload()  # a warm container's view may predate the latest training
         return [version.model_dump() for version in registry().versions(subject)]
 
 
 @app.function(volumes={str(REGISTRY_DIR): registry_volume}, timeout=REGISTRY_CALL_TIMEOUT_S)
 def activate(subject: str, version: int) -> dict:
-    registry_volume.reload()
     with boundary("activating a version"):
+        registry_volume.reload()
         chosen = registry().activate(subject, version)
-    # Inference containers keep their view until a request names a version they lack; the bot sends the
-    # version it activated, so the next request brings them up to date.
-    registry_volume.commit()
+        # Inference containers keep their view until a request names a version they lack; the bot sends
+        # the version it activated, so the next request brings them up to date.
+        registry_volume.commit()
     return chosen.model_dump()
 
 

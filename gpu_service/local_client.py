@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from gpu_service.client import ProgressCallback, TrainProgressCallback
 from gpu_service.errors import GpuBusy, GpuServiceError, RemoteError
@@ -34,6 +35,7 @@ class LocalGpuClient:
         self.service = InferenceService.from_settings(settings)
         self.registry = self.service.registry
         self._training: set[str] = set()  # subjects with a training running; touched on the loop only
+        self._trainer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gpu-train")
 
     async def start(self) -> None:
         """Load the pipeline now rather than on the first request."""
@@ -54,11 +56,14 @@ class LocalGpuClient:
         if request.subject in self._training:
             raise GpuBusy(f"A training for '{request.subject}' is already running; try again when it is done.")
         self._training.add(request.subject)
-        try:
-            report = _on_loop(on_progress)
-            return await self._guard(asyncio.to_thread(run_training_job, self.settings, request, report))
-        finally:
-            self._training.discard(request.subject)
+        loop = asyncio.get_running_loop()
+        running = self._trainer.submit(
+            run_training_job, self.settings, request, _on_loop(on_progress), self.registry
+        )
+        # A thread cannot be cancelled: the subject stays taken until the training really ends, even if
+        # the caller stops waiting.
+        running.add_done_callback(lambda _: loop.call_soon_threadsafe(self._training.discard, request.subject))
+        return await self._guard(asyncio.wrap_future(running))
 
     async def resume_training(
         self, request: TrainRequest, call_id: str | None, on_progress: TrainProgressCallback | None = None
@@ -81,6 +86,7 @@ class LocalGpuClient:
         )
 
     async def close(self) -> None:
+        self._trainer.shutdown(wait=False, cancel_futures=True)
         await asyncio.to_thread(self.service.close)
 
     async def _guard(self, work):

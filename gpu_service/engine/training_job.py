@@ -11,7 +11,7 @@ import asyncio
 from gpu_service.client import TrainProgressCallback
 from gpu_service.engine.train_config import training_config
 from gpu_service.engine.train_wandb import TrainingTracker, WandbTrainingConfig
-from gpu_service.engine.training import train_version
+from gpu_service.engine.training import previous_result, train_version
 from gpu_service.intake import collect_images
 from gpu_service.intake.policy import intake_policy
 from gpu_service.registry import ModelRegistry
@@ -20,13 +20,19 @@ from gpu_service.settings import Settings
 
 
 def run_training_job(
-    settings: Settings, request: TrainRequest, on_progress: TrainProgressCallback | None = None
+    settings: Settings, request: TrainRequest, on_progress: TrainProgressCallback | None = None,
+    registry: ModelRegistry | None = None,
 ) -> TrainResult:
     """Idempotent by job id: a finished job returns its version; a crashed one resumes from its checkpoint.
 
     The images are checked by the intake rules again here (the bot already did, but the GPU side never
-    trusts bytes it did not check) and normalised the same way whichever front end sent them.
+    trusts bytes it did not check) and normalised the same way whichever front end sent them. A job that
+    already produced its version returns it before any image is fetched: its links may have expired.
     """
+    registry = registry or ModelRegistry(settings.registry_dir)
+    finished = registry.find_job(request.subject, request.job_id)
+    if finished is not None:
+        return previous_result(registry, finished, request.job_id)
     intake = asyncio.run(collect_images(request.images, intake_policy(settings)))
     config = training_config(
         max_steps=settings.TRAIN_STEPS, num_class_images=settings.TRAIN_CLASS_IMAGES,
@@ -39,7 +45,7 @@ def run_training_job(
     ))
     result = train_version(
         request, [image.png for image in intake.images], base_model=settings.BASE_MODEL,
-        registry=ModelRegistry(settings.registry_dir), config=config,
+        registry=registry, config=config,
         instance_prefix=settings.INSTANCE_PREFIX, instance_postfix=settings.INSTANCE_POSTFIX,
         class_cache_dir=settings.class_cache_dir, on_progress=on_progress, tracker=tracker,
         token=token.get_secret_value() if token else None,

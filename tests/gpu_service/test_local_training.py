@@ -63,3 +63,24 @@ async def test_too_few_usable_images_fail_before_training_with_every_reason(clie
     with pytest.raises(IntakeError, match="page.html"):
         await client.train(train_request(images=bad))
     assert await client.list_versions("qwerty") == []
+
+
+async def test_a_finished_job_replayed_returns_its_version_without_fetching_images(client):
+    first = await client.train(train_request("job-r"))
+    expired = tuple(ImageSource(url=f"http://127.0.0.1:9/gone-{i}.png") for i in range(3))
+    again = await client.train(train_request("job-r", images=expired))
+    assert again.version.version == first.version.version == 1
+    assert len(await client.list_versions("qwerty")) == 1
+
+
+async def test_the_subject_stays_taken_until_a_cancelled_training_really_ends(client):
+    waiting = asyncio.create_task(client.train(train_request("job-c")))
+    await asyncio.sleep(0.5)
+    waiting.cancel()
+    with pytest.raises(GpuBusy):
+        await client.train(train_request("job-d"))
+    for _ in range(600):  # the thread finishes the job it started
+        if "qwerty" not in client._training:
+            break
+        await asyncio.sleep(0.1)
+    assert [v.version for v in await client.list_versions("qwerty")] == [1]
