@@ -246,6 +246,10 @@ class ModalGpuClient:
             raise CallGone(
                 "Modal no longer has this training's call (results are kept 7 days); run it again."
             ) from error
+        except modal.exception.ConnectionError as error:
+            # A network blip must not abandon an hours-long training: the next poll tries again.
+            log.warning("polling a training call failed (%s); retrying", error.__class__.__name__)
+            return _NOT_READY
         except Exception as error:
             raise self._mapped(error) from error
 

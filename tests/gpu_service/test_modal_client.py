@@ -431,3 +431,19 @@ def test_without_a_token_the_real_modal_lookup_ends_in_missing_credentials(tmp_p
     assert first.startswith("MissingCredentials") and "modal token new" in first
     assert float(first.split()[1]) < 5
     assert second.startswith("status False") and "MODAL_TOKEN_ID" in second
+
+
+async def test_a_network_blip_while_following_a_training_is_retried(fake):
+    call = training_script(fake, DONE, pending=0)
+    real_get = call._get
+    blips = [modal.exception.ConnectionError("connection reset")]
+
+    async def flaky_get(timeout=None):
+        if blips:
+            raise blips.pop()
+        return await real_get(timeout=timeout)
+
+    call.get = aio(flaky_get)
+    spawner(fake, [])
+    result = await make_client(fake).resume_training(TRAIN_REQUEST, "fc-123")
+    assert result.version == VERSION and blips == []
