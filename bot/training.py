@@ -112,7 +112,11 @@ class TrainingDesk:
             return
         reply = render.training_result(result, requested_by)
         mentions = discord.AllowedMentions(users=True, everyone=False, roles=False, replied_user=False)
-        await channel.send(reply.content, files=reply.files(), allowed_mentions=mentions)
+        try:
+            await channel.send(reply.content, files=reply.files(), allowed_mentions=mentions)
+        except discord.HTTPException:  # no Attach Files here, say: the news matters more than the samples
+            log.warning("could not post the samples of %s; posting the text alone", where, exc_info=True)
+            await channel.send(reply.content, allowed_mentions=mentions)
         done = f"Training `{subject}`: done, v{result.version.version} is live."
         try:
             await status.edit(content=done)

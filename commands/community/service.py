@@ -8,6 +8,7 @@ deletion is logged as a `CommunityEvent` against the generation's row id.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -286,9 +287,21 @@ def gallery_caption(share: Share) -> str:
     """The gallery post's text: prompt, seed, subject version, credit, and a link to the original."""
     version = f" v{share.version}" if share.version is not None else " (base model)"
     credit = f"seed {share.seed} · {share.subject}{version} · by <@{share.creator_id}>"
-    lines = [f"**{share.prompt}**", credit]
+    prompt = _escape_markdown(share.prompt)
+    if len(prompt) > MAX_CAPTION_PROMPT:  # the whole post must stay within Discord's 2000 characters
+        prompt = prompt[: MAX_CAPTION_PROMPT - 1] + "…"
+    lines = [f"**{prompt}**", credit]
     if share.shared_by != share.creator_id:
         lines[-1] += f" · shared by <@{share.shared_by}>"
     if share.source_link:
         lines.append(f"[original]({share.source_link})")
     return "\n".join(lines)
+
+
+MAX_CAPTION_PROMPT = 1500
+_MARKDOWN = re.compile(r"([\\*_~`|>\[\]()#])")
+
+
+def _escape_markdown(text: str) -> str:
+    """A member's prompt shown as text: no bold, links or headings of its own."""
+    return _MARKDOWN.sub(r"\\\1", text)

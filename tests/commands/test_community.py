@@ -332,3 +332,13 @@ def test_gallery_caption_credits_the_creator_and_links_back(service):
         "**a qwerty dog in space**\nseed 5 · qwerty v3 · by <@42> · shared by <@43>\n"
         "[original](https://discord.com/channels/7/8/1)"
     )
+
+
+def test_gallery_caption_shows_the_prompt_as_plain_text():
+    class FakeShare:  # the fields gallery_caption reads
+        prompt = "a **bold** [link](https://evil.example) qwerty dog"
+        version, seed, subject, creator_id, shared_by, source_link = 2, 7, "qwerty", "1", "1", ""
+
+    caption = gallery_caption(FakeShare())
+    assert "\\*\\*bold\\*\\*" in caption and "\\[link\\]\\(https://evil.example\\)" in caption
+    assert caption.startswith("**") and "v2" in caption
