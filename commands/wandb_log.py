@@ -192,3 +192,5 @@ class _TableWriter:
 
     def finish(self) -> None:
         self.run.finish()
+        # finish() can return before wandb-core has written the run's log; teardown waits for it.
+        self.wandb.teardown()
