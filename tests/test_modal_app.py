@@ -223,7 +223,8 @@ def test_container_settings_round_trip_through_the_image_environment(app_module,
         monkeypatch.setenv(name, value)
     seen = Settings(_env_file=None)
     assert str(seen.registry_dir) == str(app_module.REGISTRY_DIR) and env["HF_HOME"] == "/cache/huggingface"
-    unchanged = {"DATA_DIR", "OUTPUTS_DIR", "GPU_BACKEND", "HUGGINGFACE_TOKEN"}
+    assert seen.ALLOW_PRIVATE_URLS is False  # a loopback-test setting never reaches the GPU side
+    unchanged = {"DATA_DIR", "OUTPUTS_DIR", "GPU_BACKEND", "HUGGINGFACE_TOKEN", "ALLOW_PRIVATE_URLS"}
     assert seen.model_dump(exclude=unchanged) == deployed.model_dump(exclude=unchanged)
 
 
