@@ -48,6 +48,8 @@ async def run_model(args: argparse.Namespace, settings: BotSettings) -> int:
     options = TrainOptions(subject=args.subject, steps=args.steps, urls=" ".join(args.images), local_files=True)
     bar = ProgressBar()
     try:
+        for stale in await app.jobs.unfinished("cli"):  # a `make model` killed earlier: say so, don't linger
+            await app.jobs.update(stale.job_id, state="failed", error="interrupted (the command was stopped)")
         claim = app.training.claim(options.subject)
         try:
             prepared = await app.training.prepare(claim, options, RequestContext(front_end="cli"))

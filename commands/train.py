@@ -153,7 +153,13 @@ class TrainingService:
 
     async def resume(self, record: JobRecord, on_progress: TrainProgressCallback | None = None) -> TrainResult:
         """After a restart: re-attach to the backend's call, or run the job again from its checkpoint."""
-        claim = self.claim(record.request.get("subject"))
+        try:
+            claim = self.claim(record.request.get("subject"))
+        except GpuBusy:
+            # A new /train of the subject started first; resuming later would collide with it forever.
+            await self.jobs.update(record.job_id, state="failed", error="a newer training of the subject started")
+            await self._forget_images(record.job_id)
+            raise
         try:
             try:
                 request = await asyncio.to_thread(self._load_request, record)

@@ -14,6 +14,7 @@ from gpu_service.errors import GpuBusy
 log = logging.getLogger(__name__)
 LEASE_HEARTBEAT_S = 20.0
 LEASE_STALE_S = 3 * 60.0  # a holder silent this long is gone (preempted or killed)
+TAKEOVER_SETTLE_S = 1.0
 
 
 class SubjectLease:
@@ -57,6 +58,9 @@ class SubjectLease:
             holder = self.store.get(self.key) or {}
             if self.clock() - holder.get("beat", 0.0) >= self.stale_s:
                 self.store.put(self.key, self._entry())  # the holder stopped beating: it is gone
+                # Two contenders may both take over; the last write wins. Settle before checking, so
+                # only that one sees the lease as its own.
+                time.sleep(TAKEOVER_SETTLE_S)
                 if self._ours():
                     return
             elif holder.get("job_id") != self.job_id or self.clock() > deadline:

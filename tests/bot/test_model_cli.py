@@ -8,6 +8,8 @@ import pytest
 from aiohttp import web
 
 from bot.model_cli import run_model
+from commands.context import RequestContext
+from commands.jobs import JobRecord, JobStore
 from gpu_service.demo_images import write_demo_images
 from gpu_service.registry import ModelRegistry
 from tests.bot.conftest import bot_settings
@@ -49,8 +51,15 @@ async def test_trains_from_the_url_list_in_images_file_url(tmp_path, tiny_model_
 
 async def test_local_images_train_and_a_bad_folder_fails_cleanly(tmp_path, tiny_model_dir, capsys):
     settings = fast_settings(tmp_path, tiny_model_dir)
+    killed = JobRecord.new("killed-run", "train", RequestContext(front_end="cli"), {}, state="running")
+    store = JobStore(settings.DATA_DIR / "jobs.sqlite3")
+    await store.add(killed)
+    await store.close()
     assert await run_model(model_args(str(tmp_path / "nothing-here")), settings) == 2
     assert "error:" in capsys.readouterr().out
     write_demo_images(tmp_path / "photos", 3)
     assert await run_model(model_args(str(tmp_path / "photos")), settings) == 0
     assert ModelRegistry(settings.registry_dir).active("qwerty").version == 1
+    store = JobStore(settings.DATA_DIR / "jobs.sqlite3")
+    assert (await store.get("killed-run")).state == "failed"  # an earlier killed run no longer lingers
+    await store.close()

@@ -197,3 +197,15 @@ async def test_a_job_whose_images_are_gone_cannot_resume_and_is_marked_failed(se
     with pytest.raises(TrainingFailed, match="could not be resumed"):
         await service.resume(await jobs.get(prepared.job_id))
     assert (await jobs.get(prepared.job_id)).state == "failed" and gpu.resumed == []
+
+
+async def test_a_job_whose_subject_is_taken_by_a_newer_training_is_marked_failed_not_retried(setup):
+    service, gpu, jobs = setup
+    interrupted = await prepare(service, TrainOptions(attachments=attached(3)))
+    interrupted.claim.release()
+    newer = service.claim("qwerty")  # a /train that arrived before the restart's resume
+    with pytest.raises(GpuBusy):
+        await service.resume(await jobs.get(interrupted.job_id))
+    record = await jobs.get(interrupted.job_id)
+    assert record.state == "failed" and "newer training" in record.error and gpu.resumed == []
+    newer.release()
