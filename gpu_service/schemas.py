@@ -29,17 +29,22 @@ def _multiple_of_8(name: str, value: int | None) -> int | None:
 class GenerateRequest(_Frozen):
     """One /qwerty: `<prefix> <instance phrase> <postfix>`, rendered `count` times."""
 
-    prompt_prefix: str = Field(max_length=MAX_TEXT)
-    prompt_postfix: str = Field("", max_length=MAX_TEXT)
-    subject: str = Field(pattern=SUBJECT_PATTERN)
+    # The descriptions are what members read: Discord's option hints, the shell's help, the CLI's --help.
+    prompt_prefix: str = Field(max_length=MAX_TEXT, description="Words before the subject, e.g. 'a gorgeous painting of a'")
+    prompt_postfix: str = Field(
+        "", max_length=MAX_TEXT, description="Words after the subject, e.g. 'in a psychedelic 1970s style'"
+    )
+    subject: str = Field(pattern=SUBJECT_PATTERN, description="Which trained subject to draw")
     # The version the caller believes is live; None means "whatever is active". Lets a warm container
     # notice it is behind (see gpu_service.engine.generator).
     subject_version: int | None = Field(None, ge=1)
-    negative_prompt: str = Field("", max_length=MAX_TEXT)
-    seed: int | None = Field(None, ge=0, le=MAX_SEED)
-    count: int = Field(1, ge=1, le=MAX_IMAGES_PER_REQUEST)
-    steps: int = Field(25, ge=1, le=100)
-    guidance: float = Field(7.5, ge=0.0, le=30.0)
+    negative_prompt: str = Field("", max_length=MAX_TEXT, description="What the pictures should not show")
+    seed: int | None = Field(
+        None, ge=0, le=MAX_SEED, description="Start from this seed for repeatable pictures (image i gets seed + i)"
+    )
+    count: int = Field(1, ge=1, le=MAX_IMAGES_PER_REQUEST, description=f"How many pictures (1-{MAX_IMAGES_PER_REQUEST})")
+    steps: int = Field(25, ge=1, le=100, description="Denoising steps (1-100): more is slower and finer")
+    guidance: float = Field(7.5, ge=0.0, le=30.0, description="How closely to follow the prompt (0-30)")
     width: int | None = Field(None, ge=64, le=MAX_SIDE)
     height: int | None = Field(None, ge=64, le=MAX_SIDE)
     # Image-to-image ("Variations"): a PNG to start from and how far to move away from it.
@@ -100,11 +105,13 @@ class ImageSource(_Frozen):
 
 class TrainRequest(_Frozen):
     job_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    subject: str = Field(pattern=SUBJECT_PATTERN)
-    instance_phrase: str = Field(min_length=1, max_length=200)
-    class_phrase: str = Field(min_length=1, max_length=200)
+    subject: str = Field(pattern=SUBJECT_PATTERN, description="Name of the subject to train (default: the server's subject)")
+    instance_phrase: str = Field(
+        min_length=1, max_length=200, description="The words that name the subject in prompts, e.g. 'qwerty dog'"
+    )
+    class_phrase: str = Field(min_length=1, max_length=200, description="What kind of thing the subject is, e.g. 'dog'")
     images: tuple[ImageSource, ...] = Field(min_length=1, max_length=21)
-    steps: int | None = Field(None, ge=1, le=5000)
+    steps: int | None = Field(None, ge=1, le=5000, description="Training steps (default: the trainer's)")
     requested_by: str = ""
 
 
