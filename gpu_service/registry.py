@@ -7,6 +7,9 @@ Layout under `root`:
     subjects/<subject>/last_version        the highest number ever given out, so numbers are never reused
     subjects/<subject>/staging/<job_id>/   a training job's workspace; readers never look here
 
+A version published to go live carries a hidden `.activation-pending` file until `active` points at it:
+a crash or a full disk between the two leaves the marker, and the job's re-run finishes the activation.
+
 A version appears by one `os.rename` of a finished hidden directory, and disappears by one rename to a
 hidden name before it is removed, so a reader sees a version whole or not at all. Hidden entries
 (leading '.') are ignored by every listing.
@@ -20,6 +23,7 @@ Pydantic and the standard library only: the bot process imports this module.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -33,13 +37,14 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gpu_service.errors import InvalidRequest, SubjectNotFound
-from gpu_service.schemas import ModelVersion
+from gpu_service.schemas import ModelVersion, QualityReport
 from gpu_service.settings import SUBJECT_PATTERN
 
 log = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
 METADATA_NAME = "metadata.json"
+ACTIVATION_PENDING = ".activation-pending"
 JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # the same rule as TrainRequest.job_id
 _VERSION_NAME = re.compile(r"[1-9][0-9]*")  # plain integers only: "01" or "1.tmp" are not versions
 
@@ -64,6 +69,9 @@ class VersionMetadata(BaseModel):
     trained_by: str = ""
     wandb_url: str | None = None
     wandb_artifact: str | None = None
+    # Written at publish so a reader can tell a damaged file; versions published without them are trusted.
+    weights_sha256: str | None = None
+    weights_bytes: int | None = Field(None, ge=0)
 
     @field_validator("created_at")
     @classmethod
@@ -83,7 +91,29 @@ class VersionMetadata(BaseModel):
             final_loss=self.final_loss,
             wandb_url=self.wandb_url,
             active=active,
+            quality=self._quality_report(),
         )
+
+    def _quality_report(self) -> QualityReport | None:
+        """The scores as the bot shows them; a report this reader cannot parse is left out, not fatal."""
+        try:
+            return None if self.quality is None else QualityReport.model_validate(self.quality)
+        except ValidationError as error:
+            log.warning("subject %r: ignoring an unreadable quality report: %s", self.subject, error)
+            return None
+
+
+class DamagedWeights(Exception):
+    """A version's weights file is missing, truncated or does not match the checksum published with it."""
+
+
+def weights_problem(metadata: VersionMetadata, data: bytes) -> str | None:
+    """Why `data` is not the weights file `metadata` was published with, or None when it is (or unknown)."""
+    if metadata.weights_bytes is not None and len(data) != metadata.weights_bytes:
+        return f"truncated ({len(data)} of {metadata.weights_bytes} bytes)"
+    if metadata.weights_sha256 is not None and hashlib.sha256(data).hexdigest() != metadata.weights_sha256:
+        return "checksum mismatch"
+    return None
 
 
 class ModelRegistry:
@@ -123,6 +153,18 @@ class ModelRegistry:
         self._require(subject, version)
         return self._versions_dir(subject) / str(version)
 
+    def read_weights(self, subject: str, version: int) -> bytes:
+        """The version's weights file, read whole into memory and checked (DamagedWeights if it is bad)."""
+        meta = self._require(subject, version)
+        try:
+            data = (self._versions_dir(subject) / str(version) / WEIGHTS_NAME).read_bytes()
+        except FileNotFoundError:
+            raise DamagedWeights("weights file missing") from None
+        problem = weights_problem(meta, data)
+        if problem is not None:
+            raise DamagedWeights(problem)
+        return data
+
     def find_job(self, subject: str, job_id: str) -> ModelVersion | None:
         """The version a job already produced, so that one job id never produces two versions."""
         _check_job_id(job_id)
@@ -131,6 +173,12 @@ class ModelRegistry:
             if meta.job_id == job_id:
                 return meta.to_version(number, active=number == live)
         return None
+
+    def resume_job(self, subject: str, job_id: str) -> ModelVersion | None:
+        """Like `find_job`, but first finishes an activation the job asked for and did not complete."""
+        with self._lock:
+            version = self.find_job(subject, job_id)
+            return None if version is None else self._finish_activation(version)
 
     # Writing
 
@@ -151,7 +199,8 @@ class ModelRegistry:
         """Turn a job's staged output into the next version.
 
         Publishing a job that already has a version returns that version and changes nothing, not even
-        the active pointer: a replayed job must not undo a rollback made since. Its staging is removed.
+        the active pointer (a replayed job must not undo a rollback made since), unless its own activation
+        was cut short (see `resume_job`). Its staging is removed.
         """
         staging = self._staging_path(subject, job_id)
         if (metadata.subject, metadata.job_id) != (subject, job_id):
@@ -162,6 +211,8 @@ class ModelRegistry:
             version = self.find_job(subject, job_id)
             if version is None:
                 version = self._publish_new(staging, metadata, activate)
+            else:
+                version = self._finish_activation(version)
         self.discard_staging(subject, job_id)
         return version
 
@@ -170,6 +221,8 @@ class ModelRegistry:
         with self._lock:
             meta = self._require(subject, version)
             self._point_at(subject, version)
+            for number in self._numbers(subject):  # an explicit choice replaces any unfinished activation
+                (self._versions_dir(subject) / str(number) / ACTIVATION_PENDING).unlink(missing_ok=True)
         return meta.to_version(version, active=True)
 
     def delete(self, subject: str, version: int) -> None:
@@ -251,17 +304,35 @@ class ModelRegistry:
         for item in staging.iterdir():
             if item.is_file() and item.name != METADATA_NAME:
                 shutil.copy2(item, tmp / item.name)
+        weights = (tmp / WEIGHTS_NAME).read_bytes()
+        metadata = metadata.model_copy(
+            update={"weights_sha256": hashlib.sha256(weights).hexdigest(), "weights_bytes": len(weights)}
+        )
         _write_atomic(tmp / METADATA_NAME, metadata.model_dump_json(indent=2))
         return tmp
 
     def _publish_new(self, staging: Path, metadata: VersionMetadata, activate: bool) -> ModelVersion:
         subject = metadata.subject
-        number = self._place(subject, self._build(staging, metadata))
+        tmp = self._build(staging, metadata)
+        if activate:
+            (tmp / ACTIVATION_PENDING).touch()
+        number = self._place(subject, tmp)
         self._write_counter(subject, number)
         if activate:
             self._point_at(subject, number)
+            (self._versions_dir(subject) / str(number) / ACTIVATION_PENDING).unlink()
         log.info("subject %r: job %s published as version %d", subject, metadata.job_id, number)
         return metadata.to_version(number, active=activate)
+
+    def _finish_activation(self, version: ModelVersion) -> ModelVersion:
+        marker = self._versions_dir(version.subject) / str(version.version) / ACTIVATION_PENDING
+        if not marker.exists():
+            return version
+        self._write_counter(version.subject, version.version)
+        self._point_at(version.subject, version.version)
+        marker.unlink()
+        log.info("subject %r: finished activating version %d", version.subject, version.version)
+        return version.model_copy(update={"active": True})
 
     def _place(self, subject: str, tmp: Path) -> int:
         """Give the built directory the next number; it becomes visible in this one rename."""

@@ -103,7 +103,7 @@ def train_version(
     training (its checkpoints stay; calling again with the same job id resumes). Errors: InvalidRequest for
     bad input (before any work), TrainingFailed for anything else that goes wrong before publishing.
     """
-    existing = registry.find_job(request.subject, request.job_id)
+    existing = registry.resume_job(request.subject, request.job_id)
     if existing is not None:
         return previous_result(registry, existing, request.job_id)
     reporter = ProgressReporter(request.job_id, on_progress, progress_interval_s)

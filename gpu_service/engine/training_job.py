@@ -23,14 +23,15 @@ def run_training_job(
     settings: Settings, request: TrainRequest, on_progress: TrainProgressCallback | None = None,
     registry: ModelRegistry | None = None,
 ) -> TrainResult:
-    """Idempotent by job id: a finished job returns its version; a crashed one resumes from its checkpoint.
+    """Idempotent by job id: a finished job returns its version, finishing its activation if a crash cut it
+    short; a crashed training resumes from its checkpoint.
 
     The images are checked by the intake rules again here (the bot already did, but the GPU side never
     trusts bytes it did not check) and normalised the same way whichever front end sent them. A job that
     already produced its version returns it before any image is fetched: its links may have expired.
     """
     registry = registry or ModelRegistry(settings.registry_dir)
-    finished = registry.find_job(request.subject, request.job_id)
+    finished = registry.resume_job(request.subject, request.job_id)
     if finished is not None:
         return previous_result(registry, finished, request.job_id)
     intake = asyncio.run(collect_images(request.images, intake_policy(settings)))
