@@ -78,6 +78,8 @@ class GenerateResult(_Frozen):
     subject: str
     version: int | None  # None: the subject has no trained version and the base model answered
     base_fallback: bool
+    # The requested version whose LoRA file was damaged; `version` is the earlier one that answered instead.
+    damaged_version: int | None = None
     steps: int
     guidance: float
     width: int
@@ -154,3 +156,5 @@ class ServiceStatus(_Frozen):
     reachable: bool
     warm: bool
     detail: str = ""
+    # Versions whose LoRA file failed its check, for example "qwerty v3: checksum mismatch".
+    bad_versions: tuple[str, ...] = ()
