@@ -8,8 +8,10 @@
    service's message, which names the field or lists the reasons.
 3. GpuBusy, GpuTimeout, ModelNotDeployed, MissingCredentials: the service's message plus what to do.
 4. Any other GpuServiceError (RemoteError, TrainingFailed): its message.
-5. TimeoutError raised on our side (a wait of ours ran out): "timed out".
-6. Anything else is unexpected: a short apology with a reference the logs carry; the caller logs it.
+5. StorageBusy (another process kept the bot's SQLite file locked): "busy, try again", with a reference;
+   the caller logs it, as an outage an operator should see.
+6. TimeoutError raised on our side (a wait of ours ran out): "timed out".
+7. Anything else is unexpected: a short apology with a reference the logs carry; the caller logs it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import secrets
 from dataclasses import dataclass
 
 from commands.community.errors import CommunityError
+from commands.sqlite_file import StorageBusy
 from gpu_service.errors import (
     GpuBusy,
     GpuServiceError,
@@ -62,9 +65,11 @@ def reply_for(error: BaseException) -> ErrorReply:
         return ErrorReply(error.message)
     if isinstance(error, GpuServiceError):
         return _service_reply(error)
+    reference = secrets.token_hex(4)
+    if isinstance(error, StorageBusy):
+        return ErrorReply(f"{StorageBusy.message} (reference `{reference}`)", unexpected=True, reference=reference)
     if isinstance(error, TimeoutError):
         return ErrorReply("That timed out on our side; please try again in a minute.", ephemeral=False)
-    reference = secrets.token_hex(4)
     text = f"Sorry, something went wrong on our side (reference `{reference}`). It has been logged."
     return ErrorReply(text, unexpected=True, reference=reference)
 

@@ -3,6 +3,10 @@
 One file under DATA_DIR (WAL mode, so a shell and the bot can share it). All SQL runs on one thread
 owned by the store, so the event loop never waits on the disk and the connection is never shared
 between threads. On start a front end asks for `unfinished()` jobs: nothing is ever silently lost.
+
+A file another process keeps locked past the busy timeout raises StorageBusy (members read "busy, try
+again"); a file found damaged is moved aside and a fresh one used, so one bad file never fails every
+command while the bot looks healthy.
 """
 
 from __future__ import annotations
@@ -18,13 +22,16 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from commands.context import RequestContext
+from commands.sqlite_file import (
+    BUSY_TIMEOUT_S, StorageBusy, create_statements, is_busy, is_corrupt, move_aside, open_database,
+)
 
 JobKind = Literal["generate", "train"]
 JobState = Literal["queued", "running", "done", "failed"]
 UNFINISHED: tuple[JobState, ...] = ("queued", "running")
 T = TypeVar("T")
 
-_SCHEMA = """
+_CREATE_JOBS = """
 CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -45,6 +52,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, front_end);
 """
+# Schema version N is reached by MIGRATIONS[N - 1]; append new steps, never edit a released one.
+MIGRATIONS = (create_statements(_CREATE_JOBS),)
 _JSON_FIELDS = ("request", "result")
 _TIMEOUT_S = 30.0  # a wait on the disk; SQLite's own busy timeout is shorter
 
@@ -90,8 +99,9 @@ _COLUMNS = [f.name for f in fields(JobRecord)]
 
 
 class JobStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self.path = Path(path)
+        self.busy_timeout_s = busy_timeout_s
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-store")
         self._connection: sqlite3.Connection | None = None  # touched only on the executor's thread
 
@@ -104,7 +114,7 @@ class JobStore:
 
     def update_soon(self, job_id: str, **changes: Any) -> Future[JobRecord]:
         """The same from synchronous code (a progress callback); `close` waits for it."""
-        return self._executor.submit(self._update, job_id, changes)
+        return self._executor.submit(self._guarded, self._update, job_id, changes)
 
     async def get(self, job_id: str) -> JobRecord | None:
         return await self._run(self._select_one, job_id)
@@ -126,26 +136,42 @@ class JobStore:
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(_TIMEOUT_S):
-            return await loop.run_in_executor(self._executor, function, *args)
+            return await loop.run_in_executor(self._executor, self._guarded, function, *args)
 
     # on the store's thread
 
+    def _guarded(self, function: Callable[..., T], *args: Any) -> T:
+        """Run one operation; a lock held too long becomes StorageBusy, a damaged file is replaced once."""
+        try:
+            try:
+                return function(*args)
+            except sqlite3.DatabaseError as error:
+                if not is_corrupt(error):
+                    raise
+                self._replace_damaged_file(error)
+                return function(*args)
+        except sqlite3.OperationalError as error:
+            if is_busy(error):
+                raise StorageBusy(self.path) from error
+            raise
+
+    def _replace_damaged_file(self, error: sqlite3.DatabaseError) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        move_aside(self.path, error)
+
     def _db(self) -> sqlite3.Connection:
         if self._connection is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            connection = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False)
+            connection = open_database(self.path, MIGRATIONS, busy_timeout_s=self.busy_timeout_s)
             connection.row_factory = sqlite3.Row
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")  # WAL keeps it safe across crashes
-            connection.executescript(_SCHEMA)
             self._connection = connection
         return self._connection
 
     def _insert(self, record: JobRecord) -> None:
         row = _to_row(record)
         marks = ", ".join("?" for _ in _COLUMNS)
-        with self._db() as db:
-            db.execute(f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({marks})", [row[c] for c in _COLUMNS])
+        self._db().execute(f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({marks})", [row[c] for c in _COLUMNS])
 
     def _update(self, job_id: str, changes: dict[str, Any]) -> JobRecord:
         unknown = set(changes) - set(_COLUMNS)
@@ -157,9 +183,8 @@ class JobStore:
         updated = replace(current, **changes, updated_at=time.time())
         row = _to_row(updated)
         names = [name for name in _COLUMNS if name != "job_id"]
-        with self._db() as db:
-            db.execute(f"UPDATE jobs SET {', '.join(f'{n} = ?' for n in names)} WHERE job_id = ?",
-                       [row[n] for n in names] + [job_id])
+        self._db().execute(f"UPDATE jobs SET {', '.join(f'{n} = ?' for n in names)} WHERE job_id = ?",
+                           [row[n] for n in names] + [job_id])
         return updated
 
     def _select_one(self, job_id: str) -> JobRecord | None:

@@ -1,25 +1,29 @@
 """The community's SQLite file: per-guild settings, banned words, gallery shares and votes.
 
 Every method is synchronous and runs one short transaction (WAL, synchronous=NORMAL: well under a
-millisecond), so the bot may call them straight from the event loop. One connection per store,
+millisecond) but may wait up to the busy timeout when another process holds the file's write lock, so
+async callers run them with `asyncio.to_thread` (the store is thread-safe). One connection per store,
 guarded by a lock, serves every thread of the process; writes that read first (claiming a share) take
 the database's write lock with BEGIN IMMEDIATE, so a second process on the same file (the terminal
-shell) cannot interleave either. Times are stored as UTC epoch seconds.
+shell) cannot interleave either. Times are stored as UTC epoch seconds. Opening the file upgrades its
+schema step by step, refuses a file from newer code, and moves a damaged file aside (commands.sqlite_file);
+a lock held past the busy timeout raises StorageBusy.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
-SCHEMA_VERSION = 1
-BUSY_TIMEOUT_MS = 5000
-_SCHEMA = """
+from commands.sqlite_file import BUSY_TIMEOUT_S, StorageBusy, create_statements, is_busy, open_database
+
+_CREATE_COMMUNITY = """
 CREATE TABLE IF NOT EXISTS guild_settings (
     guild_id TEXT PRIMARY KEY,
     gallery_channel_id TEXT,
@@ -60,6 +64,8 @@ CREATE TABLE IF NOT EXISTS votes (
     PRIMARY KEY (share_id, user_id)
 );
 """
+# Schema version N is reached by MIGRATIONS[N - 1]; append new steps, never edit a released one.
+MIGRATIONS = (create_statements(_CREATE_COMMUNITY),)
 _SHARE_COLUMNS = (
     "share_id, guild_id, row_id, channel_id, message_id, shared_by, creator_id, prompt, seed, subject, "
     "version, source_link, created_at, posted_at, removed_at, removed_by"
@@ -136,22 +142,13 @@ ClaimKind = Literal["claimed", "posted", "pending", "removed"]
 
 
 class CommunityStore:
-    """Settings, banned words, shares and votes in one SQLite file; schema created on open."""
+    """Settings, banned words, shares and votes in one SQLite file, brought to the latest schema on open."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
-        )
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            self._db.executescript(_SCHEMA)
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._db = open_database(self.path, MIGRATIONS, busy_timeout_s=busy_timeout_s)
+        self._db.execute("PRAGMA foreign_keys=ON")
 
     def close(self) -> None:
         with self._lock:
@@ -163,13 +160,36 @@ class CommunityStore:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    def _write(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+    @contextmanager
+    def _locked(self) -> Iterator[sqlite3.Connection]:
+        """The connection, for this thread alone; a file locked past the busy timeout is StorageBusy."""
         with self._lock:
-            return self._db.execute(sql, params)
+            try:
+                yield self._db
+            except sqlite3.OperationalError as error:
+                if is_busy(error):
+                    raise StorageBusy(self.path) from error
+                raise
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that holds the file's write lock from its first read."""
+        with self._locked() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def _write(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+        with self._locked() as db:
+            return db.execute(sql, params)
 
     def _read_one(self, sql: str, params: tuple = ()) -> tuple | None:
-        with self._lock:
-            return self._db.execute(sql, params).fetchone()
+        with self._locked() as db:
+            return db.execute(sql, params).fetchone()
 
     # Per-guild settings
 
@@ -199,8 +219,8 @@ class CommunityStore:
     # Banned words (already normalized by the caller)
 
     def banned_words(self, guild_id: str) -> list[str]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._locked() as db:
+            rows = db.execute(
                 "SELECT word FROM banned_words WHERE guild_id = ? ORDER BY word", (guild_id,)
             ).fetchall()
         return [word for (word,) in rows]
@@ -208,20 +228,14 @@ class CommunityStore:
     def add_banned_words(self, guild_id: str, words: Iterable[str], by: str, at: float) -> list[str]:
         """The words that were not banned yet, now banned."""
         added = []
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for word in dict.fromkeys(words):
-                    cursor = self._db.execute(
-                        "INSERT OR IGNORE INTO banned_words (guild_id, word, added_by, added_at) "
-                        "VALUES (?, ?, ?, ?)", (guild_id, word, by, at),
-                    )
-                    if cursor.rowcount:
-                        added.append(word)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._transaction() as db:
+            for word in dict.fromkeys(words):
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO banned_words (guild_id, word, added_by, added_at) "
+                    "VALUES (?, ?, ?, ?)", (guild_id, word, by, at),
+                )
+                if cursor.rowcount:
+                    added.append(word)
         return added
 
     def remove_banned_words(self, guild_id: str, words: Iterable[str]) -> list[str]:
@@ -243,15 +257,8 @@ class CommunityStore:
         A claim never confirmed (the bot died while posting) is taken over once created before
         `stale_before`; a removed share stays, so a removed image cannot come back.
         """
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                result = self._claim(draft, share_id, now, stale_before)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return result
+        with self._transaction():
+            return self._claim(draft, share_id, now, stale_before)
 
     def _claim(self, draft: ShareDraft, share_id: str, now: float, stale_before: float):
         row = self._db.execute(
@@ -324,8 +331,8 @@ class CommunityStore:
 
     def add_vote(self, share_id: str, user_id: str, now: float) -> tuple[bool, int]:
         """(whether this vote is new, the post's total)."""
-        with self._lock:
-            added = self._db.execute(
+        with self._locked() as db:
+            added = db.execute(
                 "INSERT OR IGNORE INTO votes (share_id, user_id, voted_at) VALUES (?, ?, ?)",
                 (share_id, user_id, now),
             ).rowcount == 1
@@ -333,14 +340,14 @@ class CommunityStore:
 
     def remove_vote(self, share_id: str, user_id: str) -> tuple[bool, int]:
         """(whether a vote was taken back, the post's total)."""
-        with self._lock:
-            removed = self._db.execute(
+        with self._locked() as db:
+            removed = db.execute(
                 "DELETE FROM votes WHERE share_id = ? AND user_id = ?", (share_id, user_id)
             ).rowcount == 1
             return removed, self._votes(share_id)
 
     def votes(self, share_id: str) -> int:
-        with self._lock:
+        with self._locked():
             return self._votes(share_id)
 
     def _votes(self, share_id: str) -> int:
@@ -349,8 +356,8 @@ class CommunityStore:
     def top(self, guild_id: str, since: float | None, limit: int) -> list[tuple[Share, int]]:
         """Posted, not removed shares posted at or after `since`: most votes first, then earliest."""
         columns = ", ".join(f"s.{name.strip()}" for name in _SHARE_COLUMNS.split(","))
-        with self._lock:
-            rows = self._db.execute(
+        with self._locked() as db:
+            rows = db.execute(
                 f"SELECT {columns}, COUNT(v.user_id) AS total FROM shares s "
                 "LEFT JOIN votes v ON v.share_id = s.share_id "
                 "WHERE s.guild_id = ? AND s.message_id IS NOT NULL AND s.removed_at IS NULL "
