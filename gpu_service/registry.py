@@ -72,6 +72,7 @@ class VersionMetadata(BaseModel):
     # Written at publish so a reader can tell a damaged file; versions published without them are trusted.
     weights_sha256: str | None = None
     weights_bytes: int | None = Field(None, ge=0)
+    quality: dict[str, Any] | None = None  # gpu_service.schemas.QualityReport's fields
 
     @field_validator("created_at")
     @classmethod

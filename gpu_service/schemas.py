@@ -130,6 +130,37 @@ class TrainProgress(_Frozen):
     call_id: str | None = None
 
 
+class QualityScores(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    dino: float
+    clip_i: float
+    clip_t: float
+
+
+VERDICT_ADVICE = {
+    "ok": "Looks good: it learned the subject and still follows prompts.",
+    "overfit": "Overfit: it copies the training photos and stops following prompts. "
+    "Try fewer steps, or add more varied photos.",
+    "underfit": "Underfit: it has barely learned the subject. Try more steps.",
+}
+
+
+class QualityReport(QualityScores):
+    """A version's DreamBooth scores (DINO, CLIP-I, CLIP-T), the base model's on the same prompts and seeds,
+    and the verdict. Unknown keys are ignored so older readers list versions newer trainers scored."""
+
+    base: QualityScores
+    verdict: Literal["ok", "underfit", "overfit"]
+    prompts: tuple[str, ...] = ()
+    models: dict[str, str] = {}
+    step: int | None = None  # the checkpoint that was published
+
+    @property
+    def advice(self) -> str:
+        return VERDICT_ADVICE[self.verdict]
+
+
 class ModelVersion(_Frozen):
     subject: str
     version: int
@@ -142,6 +173,7 @@ class ModelVersion(_Frozen):
     final_loss: float | None = None
     wandb_url: str | None = None
     active: bool = False
+    quality: QualityReport | None = None
 
 
 class TrainResult(_Frozen):
@@ -149,6 +181,7 @@ class TrainResult(_Frozen):
     version: ModelVersion
     validation_images: tuple[bytes, ...] = Field((), repr=False)
     rejected_images: tuple[str, ...] = ()
+    report_card: bytes | None = Field(None, repr=False)  # PNG; None when quality scoring was off or failed
 
 
 class ServiceStatus(_Frozen):

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     TRAIN_CLASS_IMAGES: int = Field(100, ge=0, le=1000)
     TRAIN_CHECKPOINT_EVERY: int = Field(100, ge=1)
 
+    QUALITY_ENABLED: bool = True
+    QUALITY_CLIP_MODEL: str = "openai/clip-vit-base-patch32"
+    QUALITY_DINO_MODEL: str = "facebook/dino-vits16"
+    QUALITY_SAMPLES: int = Field(4, ge=1, le=16)
+
     GPU_TYPE: str = "A100"
     MODAL_SCALEDOWN_WINDOW_S: int = Field(600, ge=2)
     MODAL_MIN_CONTAINERS: int = Field(0, ge=0)
