@@ -75,6 +75,7 @@ class _Job:
     on_progress: ProgressSink | None
     previews: bool
     started: float
+    damaged_version: int | None = None  # the requested version, set aside because its file is damaged
 
     def batch_key(self) -> tuple:
         # img2img jobs carry their own init image and strength: they never share a call
@@ -144,7 +145,9 @@ class Generator:
 
     def _prepare(self, request: GenerateRequest, on_progress: ProgressSink | None, previews: bool) -> _Job:
         started = time.perf_counter()
-        version = self._lookup_subject(request)
+        requested = self._lookup_subject(request)
+        version = self.adapters.usable(requested)
+        damaged = requested.version if version != requested else None
         phrase = version.instance_phrase if version else self.default_phrase
         prompt = build_prompt(request.prompt_prefix, phrase, request.prompt_postfix)
         self.check_prompt_length(prompt, "prompt")
@@ -154,7 +157,9 @@ class Generator:
         if request.init_image is not None:
             init_image = _decode_init_image(request.init_image).resize((width, height))
         seeds = choose_seeds(request.seed, request.count)
-        return _Job(request, version, prompt, width, height, seeds, init_image, on_progress, previews, started)
+        return _Job(
+            request, version, prompt, width, height, seeds, init_image, on_progress, previews, started, damaged
+        )
 
     def _lookup_subject(self, request: GenerateRequest) -> ModelVersion | None:
         version = self.adapters.lookup(request.subject, request.subject_version)
@@ -211,6 +216,7 @@ class Generator:
             prompt=job.prompt, negative_prompt=request.negative_prompt, images=generated,
             model=self.model_name, subject=request.subject,
             version=job.version.version if job.version else None, base_fallback=job.version is None,
+            damaged_version=job.damaged_version,
             steps=request.steps, guidance=request.guidance, width=job.width, height=job.height,
             timings=Timings(load_s=self.load_s, inference_s=inference_s, total_s=finished - job.started),
         )

@@ -36,8 +36,23 @@ def load_pipeline(base_model: str, *, token: str | None = None, device: str | No
     )
     pipe.set_progress_bar_config(disable=True)
     pipe.to(chosen_device)
+    _own_memory(pipe)
     log.info("loaded %s on %s (%s)", base_model, chosen_device, dtype)
     return pipe
+
+
+def _own_memory(pipe: DiffusionPipeline) -> None:
+    """Copy weights still backed by their memory-mapped files into memory of the process's own.
+
+    On CPU, loading leaves tensors reading straight from the model files: one truncated or replaced
+    under a running process would kill it with SIGBUS. On a GPU the move to the device already copied.
+    """
+    for component in pipe.components.values():
+        if not isinstance(component, torch.nn.Module):
+            continue
+        for tensor in (*component.parameters(), *component.buffers()):
+            if tensor.device.type == "cpu":
+                tensor.data = tensor.data.clone()
 
 
 def native_size(pipe: DiffusionPipeline) -> int:
