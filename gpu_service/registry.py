@@ -166,6 +166,16 @@ class ModelRegistry:
             raise DamagedWeights(problem)
         return data
 
+    def damaged_versions(self) -> list[str]:
+        """Every version whose weights fail their check, e.g. "rex v3: checksum mismatch" (reads each file)."""
+        damaged = []
+        for version in self.versions():
+            try:
+                self.read_weights(version.subject, version.version)
+            except DamagedWeights as error:
+                damaged.append(f"{version.subject} v{version.version}: {error}")
+        return damaged
+
     def find_job(self, subject: str, job_id: str) -> ModelVersion | None:
         """The version a job already produced, so that one job id never produces two versions."""
         _check_job_id(job_id)
