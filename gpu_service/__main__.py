@@ -1,4 +1,6 @@
 """`python -m gpu_service tiny-model DIR` writes a tiny random-weight Stable Diffusion pipeline to DIR;
+`python -m gpu_service tiny-quality-models DIR` writes tiny random-weight CLIP and DINO models to DIR/clip and
+DIR/dino (for QUALITY_CLIP_MODEL and QUALITY_DINO_MODEL);
 `python -m gpu_service demo-images DIR` writes synthetic training photos for the demo."""
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ def main(argv: list[str] | None = None) -> int:
         "--safety-checker", choices=("none", "flag-all", "flag-none"), default="none",
         help="include a tiny safety checker that flags every image, or none",
     )
+    quality = commands.add_parser(
+        "tiny-quality-models", help="write tiny random-weight CLIP and DINO models to DIR/clip and DIR/dino"
+    )
+    quality.add_argument("directory", type=Path)
+    quality.add_argument("--seed", type=int, default=0)
     demo = commands.add_parser("demo-images", help="write a few synthetic training photos for the demo")
     demo.add_argument("directory", type=Path)
     demo.add_argument("--count", type=int, default=4)
@@ -27,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
 
         for path in write_demo_images(args.directory, args.count):
             print(path)
+        return 0
+    if args.command == "tiny-quality-models":
+        from gpu_service.engine.tiny_quality import write_tiny_quality_models
+
+        clip, dino = write_tiny_quality_models(args.directory, seed=args.seed)
+        print(f"QUALITY_CLIP_MODEL={clip}\nQUALITY_DINO_MODEL={dino}")
         return 0
     from gpu_service.engine.tiny_model import write_tiny_model
 
