@@ -1,8 +1,9 @@
 """Which hosts a fetch may reach. Every address a URL's host stands for is checked before any byte is sent.
 
 Links come from strangers, so a link must not reach the bot's own machine, its network or the cloud
-metadata service (SSRF). Hosts are read the way the OS reads them (decimal, octal, hex and short IPv4
-forms), IPv6 wrappers around IPv4 addresses are unwrapped, and all DNS answers are checked, not the first.
+metadata service (SSRF), nor a service on an unusual port. Hosts are read the way the OS reads them
+(decimal, octal, hex and short IPv4 forms), IPv6 wrappers around IPv4 addresses are unwrapped, and all
+DNS answers are checked, not the first. The blocks refused are listed in `blocks.py`.
 """
 
 from __future__ import annotations
@@ -15,17 +16,10 @@ from typing import Protocol
 
 from yarl import URL
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+from gpu_service.intake.blocks import IPAddress, Rule, embedded_ipv4, special_block
 
 ALLOWED_SCHEMES = ("http", "https")
-
-# Never a place for a training photo, even where private addresses are allowed for tests.
-_METADATA = frozenset(
-    ipaddress.ip_address(a) for a in ("169.254.169.254", "100.100.100.200", "fd00:ec2::254")
-)
-_THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")  # Linux connects 0.0.0.0 to the local machine
-_CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+WEB_PORTS = (80, 443)
 
 _NUMBER_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$", re.IGNORECASE)
 _HOST_NAME = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$", re.IGNORECASE)
@@ -83,70 +77,59 @@ def _parse_number(label: str) -> int:
     return int(label)
 
 
-def embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address carries (mapped, 6to4, NAT64): the one a packet really reaches."""
-    if isinstance(ip, ipaddress.IPv4Address):
-        return None
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip.sixtofour is not None:
-        return ip.sixtofour
-    if ip in _NAT64:
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return None
-
-
 def address_problem(ip: IPAddress, *, allow_private: bool) -> str | None:
     """Why a fetch may not go to `ip`, in a few words; None when it may.
 
     `allow_private` lets loopback and private networks through (for tests against a local server), but
-    never link-local, metadata, multicast, unspecified or reserved addresses.
+    never link-local, metadata, multicast, documentation, reserved or any other special block.
     """
     inner = embedded_ipv4(ip)
     if inner is not None:
-        return address_problem(inner, allow_private=allow_private)
-    never = _never_allowed(ip)
-    if never is not None:
-        return never
-    if allow_private or ip.is_global:
+        problem = address_problem(inner, allow_private=allow_private)
+        if problem is not None:
+            return problem
+    block = special_block(ip)
+    if block is None or block.rule is Rule.WRAPPER:  # a wrapper's inner address passed just above
         return None
-    if ip.is_loopback:
-        return "a loopback address"
-    if ip in _CGNAT:
-        return "a carrier-grade NAT address"
-    return "a private network address"
+    if block.rule is Rule.PRIVATE and allow_private:
+        return None
+    return block.what
 
 
-def _never_allowed(ip: IPAddress) -> str | None:
-    if ip in _METADATA:
-        return "the cloud metadata address"
-    if ip.is_link_local:
-        return "a link-local address"
-    if ip.is_multicast:
-        return "a multicast address"
-    if ip.is_unspecified or ip in _THIS_NETWORK:
-        return "an unspecified address"
-    if ip.is_loopback:  # ::1 sits inside IPv6's reserved ::/8; it is judged with the private ones
+def port_problem(url: URL, *, allow_private: bool) -> str | None:
+    """Why `url`'s port may not be used; None for 80 and 443 (or any port where private URLs are allowed)."""
+    if allow_private or url.port in WEB_PORTS:
         return None
-    if ip.is_reserved or (isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local):
-        return "a reserved address"
-    return None
+    return f"only the web ports 80 and 443 are allowed (this link uses port {url.port})"
 
 
 async def check_url(url: str | URL, resolver: Resolver, *, allow_private: bool) -> tuple[str, ...]:
-    """The addresses `url` may be fetched from, every one checked. Raises ValueError(reason) otherwise."""
-    url = url if isinstance(url, URL) else URL(url)
+    """The addresses `url` may be fetched from, every one checked. Raises ValueError(reason) otherwise.
+
+    The scheme, port and host are checked before any DNS question or connection.
+    """
+    url = url if isinstance(url, URL) else _parse_url(url)
     if url.scheme not in ALLOWED_SCHEMES:
         raise ValueError("only http and https links are allowed")
     host = url.raw_host
     if not host:
         raise ValueError("not a valid link")
+    problem = port_problem(url, allow_private=allow_private)
+    if problem is not None:
+        raise ValueError(problem)
     addresses = await _addresses_of(host, url.port or 0, resolver)
     for ip in addresses:
         problem = address_problem(ip, allow_private=allow_private)
         if problem is not None:
             raise ValueError(f"{url.host} points to {problem} ({ip})")
     return tuple(str(ip) for ip in addresses)
+
+
+def _parse_url(text: str) -> URL:
+    try:
+        return URL(text)
+    except ValueError:
+        raise ValueError("not a valid link") from None
 
 
 async def _addresses_of(host: str, port: int, resolver: Resolver) -> list[IPAddress]:

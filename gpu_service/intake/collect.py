@@ -6,15 +6,18 @@ import asyncio
 import hashlib
 import re
 from collections.abc import Awaitable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
 from gpu_service.errors import IntakeError
 from gpu_service.intake.addresses import Resolver, SystemResolver
-from gpu_service.intake.fetch import Fetcher
+from gpu_service.intake.fetch import Download, Fetcher
 from gpu_service.intake.images import prepare_image, sniff_format
 from gpu_service.intake.models import IntakeImage, IntakePolicy, IntakeResult, Rejection, describe_size
+from gpu_service.intake.report import REJECTIONS_BUDGET, format_rejections, redact_url
+from gpu_service.intake.url_list import read_url_list
 from gpu_service.schemas import ImageSource
 
 SourceLike = ImageSource | str | Path | bytes
@@ -23,7 +26,7 @@ T = TypeVar("T")
 # Any scheme makes a link, so "ftp://..." is refused as a link rather than looked for on disk.
 _LINK = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 _DECODE_SLOTS = 2  # a 40 MP decode holds ~120 MB; a few at a time keeps the bot process small
-_NAME_WIDTH = 80
+_SNIFF_BYTES = 12  # enough for sniff_format to tell PNG, JPEG and WEBP
 
 
 @dataclass(frozen=True)
@@ -35,16 +38,6 @@ class _Source:
     content_type: str = ""  # as the server labelled `data`, for clearer reasons
 
 
-def parse_url_list(text: str) -> list[str]:
-    """The links in a text file: split on whitespace; blank lines and lines starting with '#' skipped."""
-    links: list[str] = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            links.extend(line.split())
-    return links
-
-
 async def collect_images(
     sources: Sequence[SourceLike], policy: IntakePolicy, *, resolver: Resolver | None = None
 ) -> IntakeResult:
@@ -52,9 +45,10 @@ async def collect_images(
 
     Sources are links (http/https), local paths (Path, or a str that is not a link), raw bytes, or
     ImageSource. An ImageSource's url is only ever a link, never a path: use it for text from users.
-    A single link that answers text/plain is a list of links and is expanded. Raises IntakeError when
-    there are more than max_images sources (before fetching) or fewer than min_images usable images
-    (listing every reason).
+    A single link that answers text/plain is a list of links, read line by line, and is expanded.
+    Names of links are kept without user:password@ or query. Raises IntakeError when there are more
+    than max_images sources (before fetching any image) or fewer than min_images usable images (listing
+    the reasons within REJECTIONS_BUDGET characters).
     """
     if isinstance(sources, (str, bytes, Path, ImageSource)):
         raise TypeError("collect_images takes a sequence of sources, not a single source")
@@ -71,7 +65,7 @@ async def collect_images(
 
 def _as_source(source: SourceLike, index: int) -> _Source:
     if isinstance(source, ImageSource):
-        name = source.name or source.url or f"image {index}"
+        name = redact_url(source.name or source.url or f"image {index}")
         if source.data is not None:
             return _Source(name, data=source.data)
         return _Source(name, link=source.url or "")
@@ -81,7 +75,9 @@ def _as_source(source: SourceLike, index: int) -> _Source:
         return _Source(source.name, path=source)
     if isinstance(source, str):
         text = source.strip()
-        return _Source(text, link=text) if _LINK.match(text) else _Source(Path(text).name, path=Path(text))
+        if _LINK.match(text):
+            return _Source(redact_url(text), link=text)
+        return _Source(Path(text).name, path=Path(text))
     raise TypeError(f"unsupported image source: {type(source).__name__}")
 
 
@@ -92,13 +88,9 @@ def _check_count(count: int, policy: IntakePolicy) -> None:
 
 def _shortfall_message(usable: int, rejected: tuple[Rejection, ...], policy: IntakePolicy) -> str:
     plural = "" if usable == 1 else "s"
-    lines = [f"Got {usable} usable image{plural}; at least {policy.min_images} are needed."]
-    lines += [f"- {_short(rejection.name)}: {rejection.reason}" for rejection in rejected]
-    return "\n".join(lines)
-
-
-def _short(name: str) -> str:
-    return name if len(name) <= _NAME_WIDTH else name[: _NAME_WIDTH - 1] + "…"
+    headline = f"Got {usable} usable image{plural}; at least {policy.min_images} are needed."
+    reasons = format_rejections(rejected, REJECTIONS_BUDGET - len(headline) - 1)
+    return f"{headline}\n{reasons}" if reasons else headline
 
 
 class _Intake:
@@ -122,18 +114,25 @@ class _Intake:
         return await self._guarded(source.name, self._make_image(source))
 
     async def _single_link(self, source: _Source) -> list[IntakeImage | Rejection]:
-        """A lone link may be a text file listing the real links (IMAGES_FILE_URL in the old demo)."""
-        download = await self._guarded(source.name, self._fetcher.fetch(source.link or ""))
-        if isinstance(download, Rejection):
-            return [download]
-        if download.content_type == "text/plain" and sniff_format(download.data) is None:
-            links = parse_url_list(download.data.decode("utf-8", errors="replace"))
-            if not links:
-                return [Rejection(source.name, "the list has no links")]
-            _check_count(len(links), self._policy)
-            return await self._take_all([_Source(link, link=link) for link in links])
-        fetched = replace(source, link=None, data=download.data, content_type=download.content_type)
-        return [await self._take(fetched)]
+        """A lone link may be a text file listing the real links (IMAGES_FILE_URL)."""
+        opened = await self._guarded(source.name, self._image_or_list(source.link or ""))
+        if isinstance(opened, Rejection):
+            return [opened]
+        if isinstance(opened, Download):
+            fetched = replace(source, link=None, data=opened.data, content_type=opened.content_type)
+            return [await self._take(fetched)]
+        if not opened:
+            return [Rejection(source.name, "the list has no links")]
+        return await self._take_all([_Source(redact_url(link), link=link) for link in opened])
+
+    async def _image_or_list(self, link: str) -> Download | list[str]:
+        """The image at `link`, or the links it lists when it is text (read line by line, never whole)."""
+        async with self._fetcher.open(link) as body:
+            head = await body.peek(_SNIFF_BYTES)
+            if body.content_type == "text/plain" and sniff_format(head) is None:
+                async with aclosing(body.chunks()) as chunks:
+                    return await read_url_list(chunks, self._policy.max_images)
+            return Download(await body.read(), body.content_type, body.url)
 
     async def _guarded(self, name: str, work: Awaitable[T]) -> T | Rejection:
         """`work` under the intake's deadline; a refusal or the deadline becomes a Rejection."""

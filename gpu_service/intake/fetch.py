@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -95,29 +97,39 @@ class Fetcher:
 
     async def fetch(self, link: str) -> Download:
         """The body at `link`, following at most max_redirects redirects. Raises ValueError(reason)."""
-        try:
-            url = URL(link)
-        except ValueError:
-            raise ValueError("not a valid link") from None
+        async with self.open(link) as body:
+            return Download(await body.read(), body.content_type, body.url)
+
+    @asynccontextmanager
+    async def open(self, link: str) -> AsyncIterator[Body]:
+        """The response at `link` after redirects, its body not yet read. Raises ValueError(reason).
+
+        Every hop's address is checked before connecting; leaving the block drops an unread body.
+        """
+        url = _parse(link)
         for _ in range(self._policy.max_redirects + 1):
-            result = await self._request(url)
-            if isinstance(result, Download):
-                return result
-            url = result
+            async with self._response(url) as response:
+                if response.status not in _REDIRECTS:
+                    body = Body(response, self._policy.max_bytes)
+                    try:
+                        yield body
+                    finally:
+                        await body.close()
+                    return
+                url = _redirect_target(url, response)
         raise ValueError(f"too many redirects (more than {self._policy.max_redirects})")
 
-    async def _request(self, url: URL) -> Download | URL:
-        """One hop: check the address, then GET. Returns the body, or the URL a redirect points to."""
+    @asynccontextmanager
+    async def _response(self, url: URL) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One hop: check the address, then GET. A 200 or a redirect comes out; other answers are refused."""
         addresses = await check_url(url, self._resolver, allow_private=self._policy.allow_private)
         self._pins.pin(url.raw_host or "", addresses)
         assert self._session is not None, "use Fetcher in `async with`"
         try:
             async with self._session.get(url, allow_redirects=False) as response:
-                if response.status in _REDIRECTS:
-                    return _redirect_target(url, response)
-                if response.status != 200:
+                if response.status != 200 and response.status not in _REDIRECTS:
                     raise ValueError(f"the server answered HTTP {response.status}")
-                return await self._read(response)
+                yield response
         except TimeoutError:
             raise  # the intake's own time limit reports it
         except aiohttp.ClientConnectorError:
@@ -125,19 +137,61 @@ class Fetcher:
         except aiohttp.ClientError as exc:
             raise ValueError(f"download failed ({type(exc).__name__})") from None
 
-    async def _read(self, response: aiohttp.ClientResponse) -> Download:
-        """Stream the body and stop as soon as it passes max_bytes; Content-Length is only a hint."""
-        limit = self._policy.max_bytes
-        too_big = f"larger than {describe_size(limit)}"
-        if response.content_length is not None and response.content_length > limit:
-            raise ValueError(too_big)
+
+class Body:
+    """A response body read as it arrives, refused as soon as it passes the byte limit."""
+
+    def __init__(self, response: aiohttp.ClientResponse, limit: int) -> None:
+        self.content_type = response.content_type.lower() if "Content-Type" in response.headers else ""
+        self.url = str(response.url)
+        self._stream = _capped(response, limit)
+        self._head = b""  # bytes peeked at but not yet handed out
+
+    async def peek(self, size: int) -> bytes:
+        """At least `size` bytes from the start (fewer only when the body is shorter), kept for chunks()."""
+        while len(self._head) < size:
+            chunk = await anext(self._stream, None)
+            if chunk is None:
+                break
+            self._head += chunk
+        return self._head
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body piece by piece."""
+        if self._head:
+            head, self._head = self._head, b""
+            yield head
+        async for chunk in self._stream:
+            yield chunk
+
+    async def read(self) -> bytes:
         body = bytearray()
-        async for chunk in response.content.iter_chunked(_CHUNK):
+        async for chunk in self.chunks():
             body += chunk
-            if len(body) > limit:
-                raise ValueError(too_big)
-        content_type = response.content_type.lower() if "Content-Type" in response.headers else ""
-        return Download(bytes(body), content_type, str(response.url))
+        return bytes(body)
+
+    async def close(self) -> None:
+        await self._stream.aclose()
+
+
+async def _capped(response: aiohttp.ClientResponse, limit: int) -> AsyncIterator[bytes]:
+    """Stream the body and stop as soon as it passes `limit`; Content-Length is only a hint."""
+    too_big = f"larger than {describe_size(limit)}"
+    if response.content_length is not None and response.content_length > limit:
+        raise ValueError(too_big)
+    received = 0
+    async for chunk in response.content.iter_chunked(_CHUNK):
+        received += len(chunk)
+        if received > limit:
+            raise ValueError(too_big)
+        yield chunk
+
+
+def _parse(link: str) -> URL:
+    try:
+        return URL(link)
+    except ValueError:
+        raise ValueError("not a valid link") from None
 
 
 def _redirect_target(url: URL, response: aiohttp.ClientResponse) -> URL:

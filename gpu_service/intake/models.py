@@ -11,8 +11,8 @@ MIB = 1024 * 1024
 class IntakePolicy:
     """Limits for one intake. Defaults suit strangers' links pasted in Discord."""
 
-    allow_private: bool = False  # settings.ALLOW_PRIVATE_URLS; lifts the address rule, for loopback tests
-    max_bytes: int = 20 * MIB  # per image, enforced while streaming (not from Content-Length)
+    allow_private: bool = False  # settings.ALLOW_PRIVATE_URLS; lifts the private-address and port rules
+    max_bytes: int = 20 * MIB  # per image or link list, enforced while streaming (not from Content-Length)
     timeout_s: float = 60.0  # total time limit for the whole intake
     min_images: int = 3
     max_images: int = 20
@@ -22,7 +22,7 @@ class IntakePolicy:
 
 @dataclass(frozen=True)
 class IntakeImage:
-    name: str  # url or file name, for messages
+    name: str  # link (without credentials or query) or file name, for messages
     png: bytes  # the prepared image (RGB, cropped, resized) as PNG bytes
     sha256: str  # hash of the original bytes as received
 

@@ -36,7 +36,7 @@ from gpu_service.intake import (
     prepare_image,
 )
 from gpu_service.schemas import ImageSource
-from tests.gpu_service.test_intake_addresses import StubResolver
+from tests.gpu_service.test_intake_addresses import SPECIAL_ADDRESSES, StubResolver
 
 PUBLIC = "93.184.216.34"  # never really reached: the guard reroutes it to loopback
 RED, BLUE, GREEN = (220, 20, 20), (20, 20, 220), (20, 200, 20)
@@ -105,25 +105,41 @@ def near(pixel: tuple[int, ...], colour: tuple[int, int, int], tolerance: int = 
 # ---------------------------------------------------------------- network fixtures
 
 
-@pytest.fixture(autouse=True)
-def connections(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every address a socket connected to. Only loopback is reachable; PUBLIC is rerouted there."""
-    seen: list[str] = []
-    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+class SocketGuard:
+    """Every address a socket connected to. Only loopback is reachable; PUBLIC is rerouted there.
 
-    def reroute(sock: socket.socket, address):
+    Links to PUBLIC use the web port 80 (the port rule is on when private URLs are not allowed); the
+    guard sends them to the loopback site's port instead.
+    """
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.site_port: int | None = None
+
+    def reroute(self, sock: socket.socket, address):
         if sock.family not in (socket.AF_INET, socket.AF_INET6):
             return address
-        seen.append(address[0])
+        self.seen.append(address[0])
         if address[0] == PUBLIC:
-            return ("127.0.0.1", address[1])
+            return ("127.0.0.1", self.site_port or address[1])
         if not ipaddress.ip_address(address[0]).is_loopback:
             raise OSError(f"test guard: refused a connection to {address[0]}")
         return address
 
-    monkeypatch.setattr(socket.socket, "connect", lambda s, a: real_connect(s, reroute(s, a)))
-    monkeypatch.setattr(socket.socket, "connect_ex", lambda s, a: real_connect_ex(s, reroute(s, a)))
-    return seen
+
+@pytest.fixture(autouse=True)
+def socket_guard(monkeypatch: pytest.MonkeyPatch) -> SocketGuard:
+    guard = SocketGuard()
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+    monkeypatch.setattr(socket.socket, "connect", lambda s, a: real_connect(s, guard.reroute(s, a)))
+    monkeypatch.setattr(socket.socket, "connect_ex", lambda s, a: real_connect_ex(s, guard.reroute(s, a)))
+    return guard
+
+
+@pytest.fixture
+def connections(socket_guard: SocketGuard) -> list[str]:
+    """Every address a socket connected to, in order."""
+    return socket_guard.seen
 
 
 class Site:
@@ -138,7 +154,12 @@ class Site:
         return self.server.port
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
+        """A link to the site itself (a loopback address: needs allow_private)."""
         return f"http://{host}:{self.port}{path}"
+
+    def public_url(self, path: str, host: str) -> str:
+        """A link on port 80 to a name the test's resolver answers with PUBLIC; the guard brings it here."""
+        return f"http://{host}{path}"
 
 
 async def _stream(request: web.Request, content_type: str, chunks, pause: float = 0.0):
@@ -170,10 +191,13 @@ def _routes(hits: list[str]) -> web.Application:
     async def to_metadata(request: web.Request) -> web.Response:
         raise web.HTTPFound("http://169.254.169.254/latest/meta-data/")
 
+    async def to_other_port(request: web.Request) -> web.Response:
+        raise web.HTTPFound(f"http://{request.host}:8080/png")
+
     async def hop(request: web.Request) -> web.Response:
         left, final_host = int(request.match_info["left"]), request.match_info["final"]
         if left == 0:
-            raise web.HTTPFound(f"http://{final_host}:{request.url.port}/png")
+            raise web.HTTPFound(f"http://{final_host}:{request.url.port}/png")  # the port asked for
         raise web.HTTPFound(f"/hop/{left - 1}/{final_host}")
 
     async def link_list(request: web.Request) -> web.Response:
@@ -197,16 +221,18 @@ def _routes(hits: list[str]) -> web.Application:
     app.router.add_get("/hop/{left}/{final}", hop)
     app.router.add_get("/missing", serve(b"", "text/plain", status=404))
     app.router.add_get("/to-metadata", to_metadata)
+    app.router.add_get("/to-other-port", to_other_port)
     app.router.add_get("/huge", stream(itertools.repeat(b"\x89PNG" + bytes(65532))))  # endless
     app.router.add_get("/drip", stream([PNG[i : i + 1] for i in range(400)], pause=0.05))
     return app
 
 
 @pytest.fixture
-async def site() -> AsyncIterator[Site]:
+async def site(socket_guard: SocketGuard) -> AsyncIterator[Site]:
     hits: list[str] = []
     server = TestServer(_routes(hits), host="127.0.0.1")
     await server.start_server()
+    socket_guard.site_port = server.port
     yield Site(server, hits)
     await server.close()
 
@@ -282,16 +308,48 @@ async def test_private_address_is_refused_before_any_request(
 ) -> None:
     """With the rule on, a host answering a private address gets no connection and no request at all."""
     resolver = StubResolver({"evil.test": answers})
-    link = site.url("/png", host="evil.test")
+    link = site.public_url("/png", host="evil.test")
     result = await collect_images([link], IntakePolicy(min_images=0), resolver=resolver)
     assert "points to" in result.rejected[0].reason
     assert site.hits == []
     assert connections == []
 
 
+@pytest.mark.parametrize(("answer", "kind"), SPECIAL_ADDRESSES)
+async def test_special_purpose_addresses_get_no_connection(
+    connections: list[str], answer: str, kind: str
+) -> None:
+    """Each IANA special-purpose block (and each metadata address) is refused before any socket opens."""
+    resolver = StubResolver({"photos.test": [answer]})
+    result = await collect_images(["http://photos.test/a.png"], IntakePolicy(min_images=0), resolver=resolver)
+    assert re.search(rf"^photos\.test points to .*{kind}", result.rejected[0].reason)
+    assert connections == []
+
+
+async def test_a_port_other_than_80_or_443_gets_no_lookup_and_no_connection(
+    site: Site, connections: list[str]
+) -> None:
+    resolver = public_resolver("cdn.test")
+    link = "http://cdn.test:8080/png"
+    result = await collect_images([link], IntakePolicy(min_images=0), resolver=resolver)
+    assert result.rejected == (Rejection(link, "only the web ports 80 and 443 are allowed (this link uses port 8080)"),)
+    assert resolver.calls == []
+    assert connections == []
+
+
+async def test_a_redirect_to_another_port_is_refused_before_connecting(
+    site: Site, connections: list[str]
+) -> None:
+    link = site.public_url("/to-other-port", host="cdn.test")
+    result = await collect_images([link], IntakePolicy(min_images=0), resolver=public_resolver("cdn.test"))
+    assert result.rejected == (Rejection(link, "only the web ports 80 and 443 are allowed (this link uses port 8080)"),)
+    assert connections == [PUBLIC]  # the first hop only
+    assert site.hits == ["/to-other-port"]
+
+
 async def test_three_hop_redirect_chain_is_followed(site: Site, connections: list[str]) -> None:
     resolver = public_resolver("cdn.test")
-    result = await collect_images([site.url("/hop/2/cdn.test", host="cdn.test")], STRICT, resolver=resolver)
+    result = await collect_images([site.public_url("/hop/2/cdn.test", host="cdn.test")], STRICT, resolver=resolver)
     assert len(result.images) == 1
     assert site.hits == ["/hop/2/cdn.test", "/hop/1/cdn.test", "/hop/0/cdn.test", "/png"]
     assert set(connections) == {PUBLIC}  # the checked address, not a lookup of its own
@@ -302,7 +360,7 @@ async def test_redirect_to_a_private_address_is_refused_before_connecting(
 ) -> None:
     """Every hop is re-checked: the last one points at 10.0.0.1 and is never contacted."""
     resolver = public_resolver("cdn.test")
-    link = site.url("/hop/2/internal.test", host="cdn.test")
+    link = site.public_url("/hop/2/internal.test", host="cdn.test")
     result = await collect_images([link], IntakePolicy(min_images=0), resolver=resolver)
     assert result.rejected == (
         Rejection(link, "internal.test points to a private network address (10.0.0.1)"),
@@ -322,7 +380,7 @@ async def test_redirect_to_metadata_is_refused_even_when_private_is_allowed(
 
 async def test_too_many_redirects_are_refused(site: Site) -> None:
     policy = IntakePolicy(min_images=0, max_redirects=2, resolution=64)
-    link = site.url("/hop/2/cdn.test", host="cdn.test")
+    link = site.public_url("/hop/2/cdn.test", host="cdn.test")
     result = await collect_images([link], policy, resolver=public_resolver("cdn.test"))
     assert result.rejected == (Rejection(link, "too many redirects (more than 2)"),)
     assert len(site.hits) == 3
@@ -339,7 +397,7 @@ async def test_connection_goes_to_the_checked_address_not_a_new_lookup(
             return [PUBLIC] if len(self.calls) == 1 else ["10.0.0.1"]
 
     resolver = Rebinding()
-    result = await collect_images([site.url("/png", host="cdn.test")], STRICT, resolver=resolver)
+    result = await collect_images([site.public_url("/png", host="cdn.test")], STRICT, resolver=resolver)
     assert len(result.images) == 1
     assert resolver.calls == ["cdn.test"]
     assert connections == [PUBLIC]
@@ -356,7 +414,7 @@ async def test_a_single_text_file_of_links_is_expanded(site: Site) -> None:
 
 async def test_a_link_list_longer_than_max_images_fails_before_fetching_images(site: Site) -> None:
     policy = IntakePolicy(allow_private=True, max_images=3, resolution=64)
-    with pytest.raises(IntakeError, match=r"Too many images: 4 \(the limit is 3\)"):
+    with pytest.raises(IntakeError, match=r"Too many images: the list names more than 3 links \(the limit is 3\)"):
         await collect_images([site.url("/list.txt?paths=png,png,png,png")], policy)
     assert site.hits == ["/list.txt"]
 
