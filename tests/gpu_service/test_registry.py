@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gpu_service.errors import InvalidRequest, SubjectNotFound
-from gpu_service.registry import METADATA_NAME, WEIGHTS_NAME, ModelRegistry, VersionMetadata
+from gpu_service.registry import METADATA_NAME, WEIGHTS_NAME, DamagedWeights, ModelRegistry, VersionMetadata
 
 
 @pytest.fixture
@@ -272,3 +274,29 @@ def test_metadata_created_at_is_utc():
     assert metadata("rex", "job1").created_at.tzinfo == UTC
     local = datetime.fromisoformat("2024-05-01T12:00:00+02:00")
     assert metadata("rex", "job1", created_at=local).created_at.hour == 10
+
+
+def test_publish_records_the_weights_size_and_checksum(registry):
+    publish(registry, "rex", "job1")
+    directory = registry.version_dir("rex", 1)
+    meta = VersionMetadata.model_validate_json((directory / METADATA_NAME).read_text())
+    data = b"weights of job1"
+    assert (meta.weights_bytes, meta.weights_sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert registry.read_weights("rex", 1) == data
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda path: path.write_bytes(b"weights of"), "truncated (10 of 15 bytes)"),
+        (lambda path: path.write_bytes(b"weights of job2"), "checksum mismatch"),
+        (lambda path: path.unlink(), "weights file missing"),
+    ],
+)
+def test_damaged_weights_are_refused_with_the_reason(registry, damage, reason):
+    publish(registry, "rex", "job1")
+    publish(registry, "rex", "job2")
+    damage(registry.version_dir("rex", 1) / WEIGHTS_NAME)
+    with pytest.raises(DamagedWeights, match=re.escape(reason)):
+        registry.read_weights("rex", 1)
+    assert registry.damaged_versions() == [f"rex v1: {reason}"]
