@@ -315,6 +315,9 @@ async def test_private_address_is_refused_before_any_request(
     assert connections == []
 
 
+OTHER_PORT = "only the web ports 80 and 443 are allowed (this link uses port 8080)"
+
+
 @pytest.mark.parametrize(("answer", "kind"), SPECIAL_ADDRESSES)
 async def test_special_purpose_addresses_get_no_connection(
     connections: list[str], answer: str, kind: str
@@ -332,7 +335,7 @@ async def test_a_port_other_than_80_or_443_gets_no_lookup_and_no_connection(
     resolver = public_resolver("cdn.test")
     link = "http://cdn.test:8080/png"
     result = await collect_images([link], IntakePolicy(min_images=0), resolver=resolver)
-    assert result.rejected == (Rejection(link, "only the web ports 80 and 443 are allowed (this link uses port 8080)"),)
+    assert result.rejected == (Rejection(link, OTHER_PORT),)
     assert resolver.calls == []
     assert connections == []
 
@@ -342,7 +345,7 @@ async def test_a_redirect_to_another_port_is_refused_before_connecting(
 ) -> None:
     link = site.public_url("/to-other-port", host="cdn.test")
     result = await collect_images([link], IntakePolicy(min_images=0), resolver=public_resolver("cdn.test"))
-    assert result.rejected == (Rejection(link, "only the web ports 80 and 443 are allowed (this link uses port 8080)"),)
+    assert result.rejected == (Rejection(link, OTHER_PORT),)
     assert connections == [PUBLIC]  # the first hop only
     assert site.hits == ["/to-other-port"]
 
