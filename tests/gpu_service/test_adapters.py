@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from diffusers import StableDiffusionPipeline, UNet2DConditionModel
 from diffusers.utils import convert_state_dict_to_diffusers
@@ -9,7 +10,9 @@ from peft import LoraConfig, get_peft_model_state_dict
 
 from gpu_service.engine.adapters import AdapterSwitcher
 from gpu_service.engine.generator import Generator
-from gpu_service.registry import ModelRegistry, VersionMetadata
+from gpu_service.engine.pipeline_loading import load_pipeline
+from gpu_service.errors import RemoteError
+from gpu_service.registry import WEIGHTS_NAME, ModelRegistry, VersionMetadata
 from gpu_service.schemas import GenerateRequest
 
 
@@ -54,3 +57,13 @@ def test_subjects_switch_in_the_warm_pipeline_and_switching_back_is_exact(tiny_m
     assert render("qwerty") not in (qwerty, base)
     registry.activate("qwerty", 1)  # rollback
     assert render("qwerty") == qwerty
+
+
+def test_activating_a_damaged_version_is_a_sentence_and_lists_it(tiny_model_dir, tmp_path):
+    registry = ModelRegistry(tmp_path / "registry")
+    publish_random_lora(registry, tiny_model_dir, "rex", "rex dog", seed=1)
+    (registry.version_dir("rex", 1) / WEIGHTS_NAME).write_bytes(b"not weights")
+    switcher = AdapterSwitcher(load_pipeline(str(tiny_model_dir)), registry)
+    with pytest.raises(RemoteError, match=r"The model for 'rex' v1 is damaged \(truncated \(11 of \d+ bytes\)\)\."):
+        switcher.activate(registry.active("rex"))
+    assert [line.split(" (")[0] for line in switcher.bad_versions()] == ["rex v1: truncated"]
