@@ -73,7 +73,8 @@ class InferenceService:
         """Load the live LoRAs ahead of the first request; one unreadable version must not stop serving."""
         for subject in self.registry.subjects()[: generator.adapters.max_loaded]:
             try:
-                generator.adapters.activate(self.registry.active(subject))
+                adapters = generator.adapters
+                adapters.activate(adapters.usable(self.registry.active(subject)))
             except Exception:
                 log.exception("could not warm the live LoRA of %s; it loads on first use", subject)
         generator.adapters.activate(None)
@@ -94,6 +95,10 @@ class InferenceService:
         while (update := updates.get()) is not None:
             yield update
         yield future.result()
+
+    def bad_versions(self) -> list[str]:
+        """LoRA versions this service set aside as damaged, e.g. "rex v3: checksum mismatch" (for /status)."""
+        return self._generator.adapters.bad_versions() if self._generator else []
 
     def queued(self) -> int:
         return self._batcher.queued()

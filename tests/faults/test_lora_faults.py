@@ -13,6 +13,7 @@ import pytest
 
 from gpu_service.engine.adapters import AdapterSwitcher
 from gpu_service.engine.generator import Generator
+from gpu_service.engine.service import InferenceService
 from gpu_service.errors import RemoteError
 from gpu_service.registry import METADATA_NAME, WEIGHTS_NAME, ModelRegistry
 from gpu_service.schemas import GenerateRequest
@@ -155,3 +156,17 @@ def test_truncating_files_under_a_running_generator_never_kills_it(tmp_path, tin
     )
     assert finished.returncode == 0, f"exit {finished.returncode} (-7 is SIGBUS):\n{finished.stderr[-3000:]}"
     assert "still serving" in finished.stdout
+
+
+def test_service_warms_the_fallback_and_reports_the_damaged_version(two_versions, tiny_model_dir):
+    registry, v1_png = two_versions
+    flip_a_byte(weights(registry, 2))
+    service = InferenceService(base_model=str(tiny_model_dir), registry=registry, default_subject="qwerty",
+                               default_phrase="qwerty dog")
+    try:
+        service.load()
+        assert service.bad_versions() == ["rex v2: checksum mismatch"]
+        result = service.generate(GenerateRequest(prompt_prefix="a photo of a", subject="rex", seed=5, steps=2))
+    finally:
+        service.close()
+    assert (result.version, result.damaged_version, result.images[0].png) == (1, 2, v1_png)
