@@ -201,7 +201,7 @@ class WandbGenerationLog:
             self._changed.notify_all()
 
     def _next(self) -> _Entry | None:
-        """The oldest waiting entry once the backoff allows; None when closing (and W&B is down or all is written)."""
+        """The oldest waiting entry once the backoff allows; None when closing and W&B is down or all is written."""
         with self._changed:
             while True:
                 if self._stopping and (self._down or not self._pending):
