@@ -83,7 +83,8 @@ class AdapterSwitcher:
 
     def bad_versions(self) -> list[str]:
         """Versions set aside as damaged, e.g. "qwerty v3: checksum mismatch", by subject and version."""
-        return [f"{subject} v{version}: {damage.reason}" for (subject, version), damage in sorted(self._damaged.items())]
+        damaged = sorted(self._damaged.items())
+        return [f"{subject} v{version}: {damage.reason}" for (subject, version), damage in damaged]
 
     def _with_earlier(self, chosen: ModelVersion) -> list[ModelVersion]:
         earlier = [v for v in self.registry.versions(chosen.subject) if v.version < chosen.version]
@@ -104,7 +105,8 @@ class AdapterSwitcher:
         try:
             self._load(version, adapter_name(version))
         except Exception as error:
-            reason = str(error) if isinstance(error, DamagedWeights) else f"unreadable ({error.__class__.__name__})"
+            damaged = isinstance(error, DamagedWeights)
+            reason = str(error) if damaged else f"unreadable ({error.__class__.__name__})"
             log.warning("subject %r: v%d cannot be used: %s", version.subject, version.version, reason)
             self._damaged[key] = _Damage(reason, self._file_state(version))
             return reason
