@@ -18,11 +18,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from bot.wiring import make_services  # noqa: E402
+from bot.settings import BotSettings  # noqa: E402
+from bot.wiring import make_app_services  # noqa: E402
 from commands.context import RequestContext  # noqa: E402
 from commands.generate import GenerateOptions  # noqa: E402
 from gpu_service.engine.tiny_model import write_tiny_model  # noqa: E402
-from gpu_service.settings import Settings  # noqa: E402
 
 
 def raw_call(pipe, steps: int, seed: int) -> None:
@@ -33,21 +33,21 @@ def raw_call(pipe, steps: int, seed: int) -> None:
 
 
 async def measure(rounds: int, steps: int, workdir: Path) -> tuple[list[float], list[float]]:
-    settings = Settings(_env_file=None, BASE_MODEL=str(write_tiny_model(workdir / "model")),
+    settings = BotSettings(_env_file=None, BASE_MODEL=str(write_tiny_model(workdir / "model")),
                         DATA_DIR=workdir / "data", WANDB_MODE="offline")
-    services = make_services(settings)
+    services = make_app_services(settings)
     await services.gpu.start()
     pipe = services.gpu.service.load().pipe  # the very pipeline the use case drives
     options = GenerateOptions(prompt_prefix="a gorgeous painting of a", prompt_postfix="in space", seed=1,
                               steps=steps)
     context = RequestContext(front_end="bench")
     raw_call(pipe, steps, 1)
-    await services.generation.generate(options, context)  # warm both paths (and W&B's first init)
+    await services.qwerty.generate(options, context)  # warm both paths (and W&B's first init)
     services.generation_log.flush()
     use_case, raw = [], []
     for _ in range(rounds):  # interleaved, so drift in machine load hits both sides alike
         started = time.perf_counter()
-        await services.generation.generate(options, context)
+        await services.qwerty.generate(options, context)
         use_case.append(time.perf_counter() - started)
         started = time.perf_counter()
         raw_call(pipe, steps, 1)

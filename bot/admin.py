@@ -9,19 +9,13 @@ from __future__ import annotations
 import discord
 
 from bot import render
+from bot.context import caller_of
 from bot.errors import NO_MENTIONS
 from bot.wiring import AppServices
 from commands.admin import models_text, rollback_text, status_text
 from commands.community.errors import CommunityError
 from commands.community.moderation import parse_word_list
-from commands.permissions import AdminPolicy, Caller
-
-
-def caller_of(interaction: discord.Interaction) -> Caller:
-    # Role ids straight from the interaction's member payload: Member.roles would drop any role
-    # missing from the guild cache.
-    role_ids = frozenset(int(role_id) for role_id in getattr(interaction.user, "_roles", ()))
-    return Caller(interaction.user.id, role_ids, interaction.permissions.administrator)
+from commands.permissions import AdminPolicy
 
 
 def guild_of(interaction: discord.Interaction) -> str:

@@ -17,7 +17,9 @@ from collections.abc import Awaitable, Callable
 import discord
 from discord import app_commands
 
+from bot.buttons import ButtonDesk
 from bot.components import DYNAMIC_ITEMS
+from bot.delivery import GenerationDelivery
 from bot.errors import answer_error
 from bot.handlers import Handlers
 from bot.settings import BotSettings
@@ -53,7 +55,12 @@ class QwertyBot(discord.Client):
         self.tree = app_commands.CommandTree(self)
         add_commands(self.tree)
         self.tree.error(answer_error)
-        self.handlers = Handlers(app, settings, self.tasks, self)
+        # /qwerty, Reroll and Variations answer through one delivery; slash commands and clicks are
+        # routed to these two (bot.slash, bot.components).
+        delivery = GenerationDelivery(app.qwerty, app.community, self.tasks,
+                                      progress_interval_s=settings.PROGRESS_INTERVAL_S)
+        self.handlers = Handlers(app, settings, self.tasks, self, delivery)
+        self.buttons = ButtonDesk(app, delivery, self)
 
     async def setup_hook(self) -> None:
         """After login, before the gateway: the persistent buttons, dev-guild sync, then recovery, image

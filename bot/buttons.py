@@ -1,5 +1,5 @@
 """What a click on a generation's or a gallery post's button does in Discord: check, ack, call
-commands/actions.py, render. Reroll and Variations answer like /qwerty (Handlers.deliver).
+commands/actions.py, render. Reroll and Variations are answered like /qwerty (bot.delivery).
 
 Refusals (not the requester, a banned word, a withheld image) are raised before the ack, so the
 central handler answers them ephemerally; work after the ack edits the ack's message.
@@ -10,22 +10,21 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from typing import TYPE_CHECKING
 
 import discord
 
 from bot import render
 from bot.components import gallery_view, picker_view
+from bot.context import request_context
+from bot.custom_ids import Action
+from bot.delivery import GenerationDelivery
 from bot.errors import NO_MENTIONS
 from bot.wiring import AppServices
 from commands.actions import StoredGeneration
 from commands.community import Share, gallery_caption
 from commands.community.errors import CommunityError
-from commands.community.custom_ids import Action
 from commands.jobs import JobRecord
-
-if TYPE_CHECKING:
-    from bot.handlers import Handlers
+from commands.qwerty import Admission
 
 log = logging.getLogger(__name__)
 FETCH_TIMEOUT_S = 20.0
@@ -41,28 +40,28 @@ def row_id_of(filename: str) -> str:
 
 
 class ButtonDesk:
-    def __init__(self, app: AppServices, handlers: Handlers, client: discord.Client) -> None:
+    def __init__(self, app: AppServices, delivery: GenerationDelivery, client: discord.Client) -> None:
         self.app = app
         self.actions = app.actions
-        self.handlers = handlers
+        self.delivery = delivery
         self.client = client
 
     # Reroll and Variations
 
     async def reroll(self, interaction: discord.Interaction, job_id: str) -> None:
         stored = await self.actions.load(job_id)
-        admission = self.actions.reroll(stored, self.handlers.context(interaction))
-        await self.handlers.deliver(interaction, admission, prepare=self._with_source_image)
+        admission = self.actions.reroll(stored, request_context(interaction))
+        await self.delivery.deliver(interaction, admission, prepare=self._with_source_image)
 
     async def variations(self, interaction: discord.Interaction, job_id: str, index: int | None) -> None:
         stored = await self.actions.load(job_id)
         if index is None:
             await self._pick(interaction, Action.VARIATIONS, stored)
             return
-        admission = self.actions.variations(stored, index, self.handlers.context(interaction))
-        await self.handlers.deliver(interaction, admission, prepare=self._with_source_image)
+        admission = self.actions.variations(stored, index, request_context(interaction))
+        await self.delivery.deliver(interaction, admission, prepare=self._with_source_image)
 
-    async def _with_source_image(self, admission):
+    async def _with_source_image(self, admission: Admission) -> Admission:
         return await self.actions.with_source_image(admission, self.fetch_image)
 
     async def _pick(self, interaction: discord.Interaction, action: Action, stored: StoredGeneration) -> None:

@@ -1,42 +1,50 @@
-"""`python -m bot inference`: one generation from the terminal, as the old demo's `make inference`."""
+"""`python -m bot inference` (`make inference`): one generation from the terminal, PNGs and JSON written."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 
-from bot.wiring import make_services
+from bot.options import QWERTY_OPTIONS
+from bot.settings import BotSettings
+from bot.wiring import make_app_services
 from commands.context import RequestContext
+from commands.errors import reply_for
 from commands.generate import GenerateOptions
 from commands.outputs import save_generation
-from gpu_service.errors import GpuServiceError
-from gpu_service.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
-def add_inference_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
-    parser.add_argument("--prompt-prefix", default=settings.PROMPT_PREFIX)
-    parser.add_argument("--prompt-postfix", default=settings.PROMPT_POSTFIX)
-    parser.add_argument("--subject", default=None)
-    parser.add_argument("--negative-prompt", default="")
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--count", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--guidance", type=float, default=None)
+def fail(error: BaseException, where: str) -> int:
+    """A command-line front end's error: one line for people on stderr (the details in the log), exit 2."""
+    reply = reply_for(error)
+    if reply.unexpected:
+        log.error("unexpected error [ref %s] in %s", reply.reference, where, exc_info=error)
+    print(f"error: {reply.text}", file=sys.stderr)
+    return 2
 
 
-async def run_inference(args: argparse.Namespace, settings: Settings) -> int:
-    services = make_services(settings)
-    options = GenerateOptions(
-        prompt_prefix=args.prompt_prefix, prompt_postfix=args.prompt_postfix, subject=args.subject,
-        negative_prompt=args.negative_prompt, seed=args.seed, count=args.count, steps=args.steps,
-        guidance=args.guidance,
-    )
+def add_inference_arguments(parser: argparse.ArgumentParser, settings: BotSettings) -> None:
+    """/qwerty's options as `--prompt-prefix` and so on; the prompt defaults to PROMPT_PREFIX/POSTFIX."""
+    defaults = {"prompt_prefix": settings.PROMPT_PREFIX, "prompt_postfix": settings.PROMPT_POSTFIX}
+    for spec in QWERTY_OPTIONS:
+        parser.add_argument(
+            f"--{spec.name.replace('_', '-')}", dest=spec.name, type=spec.kind, default=defaults.get(spec.name),
+            help=spec.description,
+        )
+
+
+async def run_inference(args: argparse.Namespace, settings: BotSettings) -> int:
+    app = make_app_services(settings)
+    given = {spec.name: getattr(args, spec.name) for spec in QWERTY_OPTIONS}
     try:
-        generation = await services.generation.generate(options, RequestContext(front_end="cli"))
-    except GpuServiceError as error:
-        print(f"error: {error}")
-        return 2
+        generation = await app.qwerty.generate(GenerateOptions(**given), RequestContext(front_end="cli"))
+    except Exception as error:
+        return fail(error, "inference")
     finally:
-        await services.close()
+        await app.close()
     result = generation.result
     print(f"prompt: {result.prompt}")
     model = result.model + (f" + {result.subject} v{result.version}" if result.version else " (base model)")
@@ -46,5 +54,5 @@ async def run_inference(args: argparse.Namespace, settings: Settings) -> int:
     for image in result.images:
         if image.withheld:
             print(f"image {image.index} (seed {image.seed}) was withheld by the safety checker")
-    print(f"W&B run: {services.generation_log.run_url or services.generation_log.run_dir or 'disabled'}")
+    print(f"W&B run: {app.generation_log.run_url or app.generation_log.run_dir or 'disabled'}")
     return 0

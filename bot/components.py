@@ -1,7 +1,7 @@
 """The buttons and menus on the bot's messages, persistent across restarts.
 
 Each is a `discord.ui.DynamicItem` whose custom id carries a job (or share) id and perhaps an image
-index (commands/community/custom_ids.py); the bot registers the classes once (`add_dynamic_items`), so a
+index (bot/custom_ids.py); the bot registers the classes once (`add_dynamic_items`), so a
 click on any message, however old, is routed by its custom id alone and the state is read from the
 stores. No view is kept in memory per message.
 
@@ -17,23 +17,31 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import discord
 from discord import ui
 
+from bot import custom_ids
+from bot.custom_ids import Action
 from bot.errors import answer_error
-from commands.community import custom_ids
-from commands.community.custom_ids import Action
-
-if TYPE_CHECKING:
-    from bot.buttons import ButtonDesk
 
 Item = ui.Button | ui.Select
 
 
-def desk_of(interaction: discord.Interaction) -> ButtonDesk:
-    return interaction.client.handlers.buttons  # type: ignore[attr-defined]  # set by QwertyBot
+class ButtonActions(Protocol):
+    """What a click does (bot.buttons.ButtonDesk); the bot holds one as `client.buttons`."""
+
+    async def reroll(self, interaction: discord.Interaction, job_id: str) -> None: ...
+    async def variations(self, interaction: discord.Interaction, job_id: str, index: int | None) -> None: ...
+    async def share(self, interaction: discord.Interaction, job_id: str, index: int | None) -> None: ...
+    async def delete(self, interaction: discord.Interaction, job_id: str) -> None: ...
+    async def vote(self, interaction: discord.Interaction, share_id: str) -> None: ...
+    async def remove(self, interaction: discord.Interaction, share_id: str) -> None: ...
+
+
+def desk_of(interaction: discord.Interaction) -> ButtonActions:
+    return interaction.client.buttons  # type: ignore[attr-defined]  # set by QwertyBot
 
 
 async def guarded(interaction: discord.Interaction, work: Awaitable[Any]) -> None:

@@ -1,4 +1,4 @@
-"""`python -m bot model` (`make model`): train the default subject from the terminal, as the old demo did.
+"""`python -m bot model` (`make model`): train the default subject from the terminal.
 
 Images come from IMAGES_FILE_URL (a text file listing image URLs) unless IMAGES names links, files or
 folders. A progress bar follows the training; the end prints the new version and the W&B location.
@@ -10,10 +10,10 @@ import argparse
 
 from tqdm import tqdm
 
+from bot.cli import fail
 from bot.settings import BotSettings
 from bot.wiring import make_app_services
 from commands.context import RequestContext
-from commands.errors import reply_for
 from commands.train import TrainOptions
 from gpu_service.schemas import TrainProgress
 
@@ -50,19 +50,13 @@ async def run_model(args: argparse.Namespace, settings: BotSettings) -> int:
     try:
         for stale in await app.jobs.unfinished("cli"):  # a `make model` killed earlier: say so, don't linger
             await app.jobs.update(stale.job_id, state="failed", error="interrupted (the command was stopped)")
-        claim = app.training.claim(options.subject)
-        try:
-            prepared = await app.training.prepare(claim, options, RequestContext(front_end="cli"))
-        except BaseException:
-            claim.release()
-            raise
-        for rejection in prepared.rejected:
-            print(f"skipped {rejection.name}: {rejection.reason}")
-        result = await app.training.run(prepared, bar)
+        async with app.training.preparing(options, RequestContext(front_end="cli")) as prepared:
+            for rejection in prepared.rejected:
+                print(f"skipped {rejection.name}: {rejection.reason}")
+            result = await app.training.run(prepared, bar)
     except Exception as error:
         bar.close()
-        print(f"error: {reply_for(error).text}")
-        return 2
+        return fail(error, "make model")
     finally:
         await app.close()
     bar.close()

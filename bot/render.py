@@ -47,10 +47,6 @@ def plain(text: str) -> str:
     return text.replace("**", "").replace("\\", "").replace("`", "")
 
 
-def message_link(guild_id: str | int | None, channel_id: str | int, message_id: str | int) -> str:
-    return f"https://discord.com/channels/{guild_id or '@me'}/{channel_id}/{message_id}"
-
-
 def queue_update(update: Update) -> str:
     if isinstance(update, Queued):
         return f"You are #{update.position} in the queue…" if update.position > 1 else "You are next…"

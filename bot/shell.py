@@ -7,8 +7,9 @@ can drive it:
     /share job:0a1b2c3d4e5f image:1
 
 The same commands/ use cases as Discord run here; images are saved under OUTPUTS_DIR and their paths
-printed. The shell is local and trusted: its user is an admin and a moderator, and /train reads files
-and folders. The buttons of a Discord message are commands here, by job and image id (bot/shell_actions.py).
+printed (bot/shell_delivery.py). The shell is local and trusted: its user is an admin and a moderator,
+and /train reads files and folders. The buttons of a Discord message are commands here, by job and image
+id (bot/shell_actions.py).
 Exit status: 0 when every command succeeded, 1 when any failed (so `make demo` stops on an error).
 """
 
@@ -25,27 +26,19 @@ from typing import TextIO
 from bot import render
 from bot.lazy_gpu import LazyGpuClient
 from bot.settings import BotSettings
-from bot.shell_actions import ACTION_HELP, ShellActions
+from bot.shell_actions import ShellActions
+from bot.shell_delivery import ShellDelivery
+from bot.shell_parse import ACTION_OPTIONS, ShellCommand, generate_options, help_text, parse_line, train_options
 from bot.wiring import AppServices, make_app_services, make_gpu_client
 from commands.context import RequestContext
 from commands.errors import reply_for
 from commands.jobs import JobRecord
-from commands.outputs import save_generation
-from commands.qwerty import Admission
 from commands.recovery import interrupted_text, recover
-from commands.shell_parse import ACTION_OPTIONS, ShellCommand, generate_options, parse_line, train_options
 from gpu_service.client import GpuClient
 from gpu_service.schemas import TrainProgress
 
 log = logging.getLogger(__name__)
 PROMPT = "qwerty> "
-HELP = """Commands (options as name:value; quote values with spaces):
-  /qwerty prompt_prefix:"a gorgeous painting of a" [prompt_postfix:...] [seed:N] [count:1-4]
-          [negative_prompt:...] [steps:N] [guidance:X] [subject:NAME]
-  /train urls:"LINKS, FILES OR FOLDERS" [subject:NAME] [instance_phrase:...] [class_phrase:...] [steps:N]
-{actions}
-  help    this text
-  quit    leave (end of input does too)"""
 
 
 class Shell:
@@ -55,7 +48,8 @@ class Shell:
         self.out = out
         self.context = RequestContext(front_end="shell", user_id=_user(), user_name=_user())
         self.failures = 0
-        self.actions = ShellActions(self)
+        self.delivery = ShellDelivery(app.qwerty, settings.OUTPUTS_DIR, self.say)
+        self.actions = ShellActions(app, self.context, settings.OUTPUTS_DIR, self.delivery, self.say)
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -82,7 +76,7 @@ class Shell:
 
     async def run(self, command: ShellCommand) -> None:
         if command.name == "help":
-            self.say(HELP.format(actions=ACTION_HELP))
+            self.say(help_text())
         elif command.name == "qwerty":
             await self.qwerty(command)
         elif command.name in ACTION_OPTIONS:
@@ -97,29 +91,13 @@ class Shell:
         self.say(f"error: {reply.text}")
 
     async def qwerty(self, command: ShellCommand) -> None:
-        await self.deliver(self.app.qwerty.admit(generate_options(command.options), self.context))
-
-    async def deliver(self, admission: Admission) -> None:
-        """Run an admitted request (/qwerty, /reroll, /variations) and print where its images are."""
-        generation = await self.app.qwerty.run(admission)
-        paths = save_generation(generation, self.settings.OUTPUTS_DIR)
-        await self.app.qwerty.finish(generation)
-        for line in render.generation_reply(generation).content.splitlines():
-            self.say(render.plain(line))
-        for path in paths:
-            self.say(f"wrote {path}")
-        self.say(f"job {generation.generation_id}: /reroll, /variations, /share or /delete job:{generation.generation_id}")
+        await self.delivery.deliver(self.app.qwerty.admit(generate_options(command.options), self.context))
 
     async def train(self, command: ShellCommand) -> None:
         options = train_options(command.options)
-        claim = self.app.training.claim(options.subject)
-        try:
-            prepared = await self.app.training.prepare(claim, options, self.context)
-        except BaseException:
-            claim.release()
-            raise
-        self.say(render.training_started(prepared, "printed here").replace("`", ""))
-        result = await self.app.training.run(prepared, self._throttled(prepared.request.subject))
+        async with self.app.training.preparing(options, self.context) as prepared:
+            self.say(render.plain(render.training_started(prepared, "printed here")))
+            result = await self.app.training.run(prepared, self._throttled(prepared.request.subject))
         version = result.version
         self.say(f"trained {version.subject} v{version.version} (live now); W&B: {version.wandb_url or 'n/a'}")
         directory = self.settings.OUTPUTS_DIR
@@ -136,7 +114,7 @@ class Shell:
             now = time.monotonic()
             if now - last[0] >= self.settings.PROGRESS_INTERVAL_S or progress.state in ("done", "failed"):
                 last[0] = now
-                self.say(render.train_progress(subject, progress).replace("`", ""))
+                self.say(render.plain(render.train_progress(subject, progress)))
 
         return show
 

@@ -13,57 +13,52 @@ an admin and a moderator. An image id is the index in the row id and file name (
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bot.render import plain
+from bot.shell_delivery import Say, ShellDelivery
+from bot.shell_parse import ShellCommand
+from bot.wiring import AppServices
 from commands.admin import models_text, rollback_text, status_text
 from commands.community import Share
 from commands.community.errors import CommunityError
 from commands.community.moderation import parse_word_list
-from commands.shell_parse import ShellCommand
-
-if TYPE_CHECKING:
-    from bot.shell import Shell
+from commands.context import RequestContext
 
 GUILD = ""  # the shell's own community
 GALLERY = "shell"  # its gallery "channel": a folder under OUTPUTS_DIR
-ACTION_HELP = """  /reroll job:ID | /variations job:ID image:N | /share job:ID image:N | /delete job:ID
-          the buttons of a generation, by job id and image id (N in <job>-N.png, from 0)
-  /vote share:ID | /remove share:ID | /top [period:day|week|all]
-  /banned action:add|remove|list [words:"a, b"] | /models | /rollback subject:NAME [version:N] | /status"""
 
 
 class ShellActions:
-    def __init__(self, shell: Shell) -> None:
-        self.shell = shell
-        self.app = shell.app
-        self.actions = shell.app.actions
-        self.community = shell.app.community
-
-    @property
-    def user(self) -> str:
-        return self.shell.context.user_id
-
-    @property
-    def gallery_dir(self) -> Path:
-        return self.shell.settings.OUTPUTS_DIR / "gallery"
+    def __init__(
+        self, app: AppServices, context: RequestContext, outputs_dir: Path, delivery: ShellDelivery, say: Say
+    ) -> None:
+        self.app = app
+        self.actions = app.actions
+        self.community = app.community
+        self.context = context
+        self.user = context.user_id
+        self.outputs_dir = outputs_dir
+        self.gallery_dir = outputs_dir / "gallery"
+        self.delivery = delivery
+        self._say = say
 
     def say(self, text: str) -> None:
-        self.shell.say(plain(text))
+        self._say(plain(text))
 
     async def run(self, command: ShellCommand) -> None:
         await getattr(self, f"do_{command.name}")(command.options)
 
     async def do_reroll(self, options: dict[str, Any]) -> None:
         stored = await self.actions.load(options["job"])
-        admission = await self.actions.with_source_image(self.actions.reroll(stored, self.shell.context))
-        await self.shell.deliver(admission)
+        admission = await self.actions.with_source_image(self.actions.reroll(stored, self.context))
+        await self.delivery.deliver(admission)
 
     async def do_variations(self, options: dict[str, Any]) -> None:
         stored = await self.actions.load(options["job"])
         index = options.get("image", stored.visible[0] if stored.visible else 0)
-        admission = self.actions.variations(stored, index, self.shell.context)
-        await self.shell.deliver(await self.actions.with_source_image(admission))
+        admission = self.actions.variations(stored, index, self.context)
+        await self.delivery.deliver(await self.actions.with_source_image(admission))
 
     async def do_share(self, options: dict[str, Any]) -> None:
         stored = await self.actions.load(options["job"])
@@ -88,7 +83,7 @@ class ShellActions:
     async def do_delete(self, options: dict[str, Any]) -> None:
         stored = await self.actions.load(options["job"])
         self.actions.require_delete(stored, self.user, moderator=True)
-        outputs = self.shell.settings.OUTPUTS_DIR
+        outputs = self.outputs_dir
         for row_id in stored.row_ids:
             for suffix in (".png", ".json"):
                 (outputs / f"{row_id}{suffix}").unlink(missing_ok=True)

@@ -1,46 +1,53 @@
 """Reading a slash command typed in a terminal: `/qwerty prompt_prefix:"a painting of a" count:2`.
 
 Options are written as Discord's client shows them, `name:value`, quoted with shell rules when the value
-has spaces. Types and names are checked here, with messages that name the option, before any work.
+has spaces. /qwerty's and /train's options come from the request models (bot/options.py); the shell's own
+commands (a message's buttons, the gallery and admin commands) are declared here. Types and names are
+checked here, with messages that name the option, before any work.
 """
 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bot.options import IMAGE_OPTIONS, QWERTY_OPTIONS, TRAIN_OPTIONS, OptionSpec, usage
 from commands.generate import GenerateOptions
 from commands.train import TrainOptions
 from gpu_service.errors import InvalidRequest
 
-Convert = Callable[[str], Any]
 
-QWERTY_OPTIONS: Mapping[str, Convert] = {
-    "prompt_prefix": str, "prompt_postfix": str, "seed": int, "count": int, "negative_prompt": str,
-    "steps": int, "guidance": float, "subject": str,
+def _spec(name: str, kind: type, description: str, required: bool = False, metavar: str = "") -> OptionSpec:
+    return OptionSpec(name, kind, description, required=required, metavar=metavar)
+
+
+_JOB = _spec("job", str, "a job id, as the shell prints it", required=True, metavar="ID")
+_IMAGE = _spec("image", int, "an image's index N in <job>-N.png, from 0")
+_SHARE = _spec("share", str, "a share id", required=True, metavar="ID")
+# The buttons of a Discord message and the gallery/admin commands, by job, image and share id.
+ACTION_OPTIONS: Mapping[str, tuple[OptionSpec, ...]] = {
+    "reroll": (_JOB,), "variations": (_JOB, _IMAGE), "share": (_JOB, _IMAGE), "delete": (_JOB,),
+    "vote": (_SHARE,), "remove": (_SHARE,), "top": (_spec("period", str, "day, week or all", metavar="day|week|all"),),
+    "banned": (_spec("action", str, "add, remove or list", required=True, metavar="add|remove|list"),
+               _spec("words", str, "words separated by commas", metavar='"a, b"')),
+    "models": (),
+    "rollback": (_spec("subject", str, "a subject", required=True, metavar="NAME"), _spec("version", int, "N")),
+    "status": (),
 }
-IMAGE_OPTIONS = tuple(f"image{n}" for n in range(1, 9))
-TRAIN_OPTIONS: Mapping[str, Convert] = {
-    "urls": str, **{name: str for name in IMAGE_OPTIONS}, "subject": str, "instance_phrase": str,
-    "class_phrase": str, "steps": int,
-}
-# The buttons and admin commands, by job and image id (an image id is its index in the row id and file
-# name, `<job>-<index>.png`, counted from 0).
-ACTION_OPTIONS: Mapping[str, Mapping[str, Convert]] = {
-    "reroll": {"job": str}, "variations": {"job": str, "image": int}, "share": {"job": str, "image": int},
-    "delete": {"job": str}, "vote": {"share": str}, "remove": {"share": str}, "top": {"period": str},
-    "banned": {"action": str, "words": str}, "models": {}, "rollback": {"subject": str, "version": int},
-    "status": {},
-}
-REQUIRED: Mapping[str, tuple[str, ...]] = {
-    "reroll": ("job",), "variations": ("job",), "share": ("job",), "delete": ("job",), "vote": ("share",),
-    "remove": ("share",), "banned": ("action",), "rollback": ("subject",),
-}
-COMMANDS: Mapping[str, Mapping[str, Convert]] = {"qwerty": QWERTY_OPTIONS, "train": TRAIN_OPTIONS, **ACTION_OPTIONS}
+COMMANDS: Mapping[str, tuple[OptionSpec, ...]] = {"qwerty": QWERTY_OPTIONS, "train": TRAIN_OPTIONS, **ACTION_OPTIONS}
 WORDS = ("help", "quit", "exit")
 _TYPE_NAMES = {int: "a whole number", float: "a number", str: "text"}
+
+
+def help_text() -> str:
+    lines = ["Commands (options as name:value; quote values with spaces):"]
+    lines += [f"  {usage(name, specs)}" for name, specs in COMMANDS.items()]
+    lines.append("  (/train urls and image1..image8 may also name local files or folders; an image id N is the")
+    lines.append("   index in <job>-N.png, from 0)")
+    lines += ["  help    this text", "  quit    leave (end of input does too)"]
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -62,40 +69,40 @@ def parse_line(line: str) -> ShellCommand | None:
         return ShellCommand("quit" if name == "exit" else name, {})
     if name not in COMMANDS:
         known = ", ".join(f"/{c}" for c in COMMANDS)
-        raise InvalidRequest(f"Unknown command {words[0]!r}: try {known}, help or quit.")
+        raise InvalidRequest(f"Unknown command {words[0][:40]!r}: try {known}, help or quit.")
     options = _options(name, words[1:])
-    missing = [option for option in REQUIRED.get(name, ()) if option not in options]
+    missing = [spec.name for spec in COMMANDS[name] if spec.required and spec.name not in options]
     if missing:
         raise InvalidRequest(f"/{name} needs {', '.join(f'`{m}`' for m in missing)}, e.g. {missing[0]}:...")
     return ShellCommand(name, options)
 
 
 def _options(command: str, words: list[str]) -> dict[str, Any]:
-    spec = COMMANDS[command]
+    specs = {spec.name: spec for spec in COMMANDS[command]}
     options: dict[str, Any] = {}
     for word in words:
         key, colon, value = word.partition(":")
         key = key.strip().lower()
         if not colon:
-            raise InvalidRequest(f"Write options as name:value (got {word!r}), e.g. prompt_prefix:\"a cat\".")
-        if key not in spec:
-            raise InvalidRequest(f"/{command} has no option `{key}`; its options: {', '.join(spec)}.")
+            raise InvalidRequest(f"Write options as name:value (got {word[:40]!r}), e.g. prompt_prefix:\"a cat\".")
+        if key not in specs:
+            raise InvalidRequest(f"/{command} has no option `{key[:40]}`; its options: {', '.join(specs)}.")
         if key in options:
             raise InvalidRequest(f"`{key}` is given twice.")
-        options[key] = _convert(key, value, spec[key])
+        options[key] = _convert(specs[key], value)
     return options
 
 
-def _convert(key: str, value: str, convert: Convert) -> Any:
+def _convert(spec: OptionSpec, value: str) -> Any:
     try:
-        return convert(value)
+        return spec.convert(value)
     except ValueError:
-        raise InvalidRequest(f"`{key}` must be {_TYPE_NAMES.get(convert, 'valid')} (got {value!r}).") from None
+        raise InvalidRequest(
+            f"`{spec.name}` must be {_TYPE_NAMES.get(spec.kind, 'valid')} (got {value[:40]!r})."
+        ) from None
 
 
 def generate_options(options: Mapping[str, Any]) -> GenerateOptions:
-    if "prompt_prefix" not in options:
-        raise InvalidRequest('/qwerty needs `prompt_prefix`, e.g. prompt_prefix:"a gorgeous painting of a".')
     return GenerateOptions(**options)
 
 

@@ -2,7 +2,8 @@
 
 The callbacks only turn options into the commands/ layer's option objects and hand them to the bot's
 handlers (`interaction.client.handlers`), so the same definitions serve the running bot and
-`python -m bot sync`, which needs no handlers at all.
+`python -m bot sync`, which needs no handlers at all. The option descriptions and bounds come from the
+request models (bot/options.py); tests/bot/test_shell_parse.py checks that these signatures match them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Optional
 import discord
 from discord import app_commands
 
+from bot.options import QWERTY_OPTIONS, TRAIN_OPTIONS, descriptions
 from bot.slash_community import COMMUNITY_COMMANDS
 from commands.generate import GenerateOptions
 from commands.train import TrainOptions
@@ -29,16 +31,7 @@ def handlers_of(interaction: discord.Interaction) -> Handlers:
 
 
 @app_commands.command(name="qwerty", description="Make pictures of the trained subject: <prefix> <subject> <postfix>")
-@app_commands.describe(
-    prompt_prefix="Words before the subject, e.g. 'a gorgeous painting of a'",
-    prompt_postfix="Words after the subject, e.g. 'in a psychedelic 1970s style'",
-    seed="Start from this seed for repeatable pictures (image i gets seed + i)",
-    count=f"How many pictures (1-{MAX_IMAGES_PER_REQUEST})",
-    negative_prompt="What the pictures should not show",
-    steps="Denoising steps (1-100): more is slower and finer",
-    guidance="How closely to follow the prompt (0-30)",
-    subject="Which trained subject to draw",
-)
+@app_commands.describe(**descriptions(QWERTY_OPTIONS))
 @app_commands.guild_only()  # banned words, spoilers and the gallery are per server
 async def qwerty(
     interaction: discord.Interaction,
@@ -59,15 +52,7 @@ async def qwerty(
 
 
 @app_commands.command(name="train", description="Admins: teach the model a subject from 3-20 photos (links or attachments)")
-@app_commands.describe(
-    urls="Image links separated by spaces, or one link to a text file that lists them",
-    image1="A photo of the subject", image2="Another photo", image3="Another photo", image4="Another photo",
-    image5="Another photo", image6="Another photo", image7="Another photo", image8="Another photo",
-    subject="Name of the subject to train (default: the server's subject)",
-    instance_phrase="The words that name the subject in prompts, e.g. 'qwerty dog'",
-    class_phrase="What kind of thing the subject is, e.g. 'dog'",
-    steps="Training steps (default: the trainer's)",
-)
+@app_commands.describe(**descriptions(TRAIN_OPTIONS))
 @app_commands.default_permissions(administrator=True)  # a hint for Discord's UI; the check is at run time
 @app_commands.guild_only()
 async def train(

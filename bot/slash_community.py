@@ -1,4 +1,4 @@
-"""The gallery, moderation and admin slash commands as Discord shows them (issue 6).
+"""The gallery, moderation and admin slash commands as Discord shows them.
 
 Like bot/slash.py: callbacks only hand their options to the bot's desk (`interaction.client.handlers.admin`),
 so `python -m bot sync` can register them without any handlers. Admin commands carry

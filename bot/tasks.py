@@ -41,12 +41,6 @@ class TaskOwner:
     def running(self) -> int:
         return len(self._tasks)
 
-    async def wait_idle(self, timeout: float) -> None:
-        """Until every task started so far has ended (tests; a graceful stop)."""
-        if self._tasks:
-            async with asyncio.timeout(timeout):
-                await asyncio.gather(*self._tasks, return_exceptions=True)
-
     async def close(self, timeout: float = 10.0) -> None:
         self._closed = True
         tasks = list(self._tasks)

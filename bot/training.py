@@ -51,17 +51,14 @@ class TrainingDesk:
         """Refuse non-admins before anything starts; otherwise take the images in and hand over."""
         self.admins.require(caller)
         await interaction.response.defer(thinking=True)
-        claim = self.app.training.claim(options.subject)
-        try:
-            options = await self._with_attachments(options, attachments)
-            prepared = await self.app.training.prepare(claim, options, context)
-        except BaseException:
-            claim.release()
-            raise
-        channel = self._channel(context)
-        self.tasks.spawn(self._run(prepared, channel), name=f"train-{prepared.job_id}")
-        started = render.training_started(prepared, "posted below in this channel")
-        await interaction.edit_original_response(content=started, allowed_mentions=NO_MENTIONS)
+
+        async def with_attachments(given: TrainOptions) -> TrainOptions:
+            return await self._with_attachments(given, attachments)
+
+        async with self.app.training.preparing(options, context, with_attachments) as prepared:
+            started = render.training_started(prepared, "posted below in this channel")
+            await interaction.edit_original_response(content=started, allowed_mentions=NO_MENTIONS)
+            self.tasks.spawn(self._run(prepared, self._channel(context)), name=f"train-{prepared.job_id}")
 
     async def resume(self, record: JobRecord) -> None:
         """After a restart: continue a training and report in its channel, as if it had never stopped."""

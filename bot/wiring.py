@@ -10,30 +10,18 @@ from commands.actions import ActionService
 from commands.admin import AdminService
 from commands.community import CommunityService, CommunityStore
 from commands.context import RequestContext
-from commands.generate import GenerationService
 from commands.images import ImageStore
 from commands.jobs import JobStore
 from commands.queue import FairQueue, QueueLimits
-from commands.qwerty import NotLoggedYet, PromptCheck, QwertyService
+from commands.qwerty import PromptCheck, QwertyService
 from commands.subjects import SubjectCatalog
 from commands.train import TrainDefaults, TrainingService
 from commands.wandb_log import WandbConfig, WandbGenerationLog
 from gpu_service.client import GpuClient
 from gpu_service.intake import Resolver
 from gpu_service.intake.policy import intake_policy
+from gpu_service.schemas import GenerateRequest
 from gpu_service.settings import Settings
-
-
-@dataclass
-class Services:
-    settings: Settings
-    gpu: GpuClient
-    generation_log: WandbGenerationLog
-    generation: GenerationService
-
-    async def close(self) -> None:
-        self.generation_log.close()
-        await self.gpu.close()
 
 
 def make_gpu_client(settings: Settings) -> GpuClient:
@@ -62,18 +50,13 @@ def keep_wandb_files_in_data_dir(settings: Settings, environ: MutableMapping[str
         environ.setdefault(name, str(root / folder))
 
 
-def make_services(settings: Settings, gpu: GpuClient | None = None) -> Services:
-    gpu = gpu or make_gpu_client(settings)
-    generation_log = WandbGenerationLog(wandb_config(settings))
-    generation = GenerationService(gpu, generation_log, default_subject=settings.DEFAULT_SUBJECT)
-    return Services(settings, gpu, generation_log, generation)
-
-
 @dataclass
 class AppServices:
-    """What the Discord bot and the shell use: the use cases with their queue and job store."""
+    """What every front end uses: the use cases with their queue, job store and GPU client."""
 
-    base: Services
+    settings: BotSettings
+    gpu: GpuClient
+    generation_log: WandbGenerationLog
     jobs: JobStore
     queue: FairQueue
     subjects: SubjectCatalog
@@ -84,12 +67,9 @@ class AppServices:
     actions: ActionService
     admin: AdminService
 
-    @property
-    def gpu(self) -> GpuClient:
-        return self.base.gpu
-
     async def close(self) -> None:
-        await self.base.close()
+        self.generation_log.close()
+        await self.gpu.close()
         await self.jobs.close()
         self.community.store.close()
 
@@ -104,36 +84,37 @@ def queue_limits(settings: BotSettings) -> QueueLimits:
 def make_app_services(
     settings: BotSettings, gpu: GpuClient | None = None, *, resolver: Resolver | None = None
 ) -> AppServices:
-    base = make_services(settings, gpu)
+    gpu = gpu or make_gpu_client(settings)
+    generation_log = WandbGenerationLog(wandb_config(settings))
     jobs = JobStore(settings.DATA_DIR / "jobs.sqlite3")
     queue = FairQueue(queue_limits(settings), noun="/qwerty requests")
-    subjects = SubjectCatalog(base.gpu)
+    subjects = SubjectCatalog(gpu)
     # Shares, votes and deletions go to the same W&B run as the generations, against their row ids.
-    community = CommunityService(CommunityStore(settings.DATA_DIR / "community.sqlite3"), base.generation_log)
+    community = CommunityService(CommunityStore(settings.DATA_DIR / "community.sqlite3"), generation_log)
     images = ImageStore(settings.DATA_DIR / "images")
-    # Rows are logged by QwertyService.finish, after the reply, so they carry the message link.
-    generation = GenerationService(base.gpu, NotLoggedYet(), default_subject=settings.DEFAULT_SUBJECT)
     qwerty = QwertyService(
-        generation, queue, jobs, base.generation_log, timeout_s=settings.GENERATION_TIMEOUT_S, images=images,
-        catalog=subjects, prompt_check=banned_words(community),
+        gpu, queue, jobs, generation_log, default_subject=settings.DEFAULT_SUBJECT,
+        timeout_s=settings.GENERATION_TIMEOUT_S, images=images, catalog=subjects,
+        prompt_check=banned_words(community),
     )
     defaults = TrainDefaults(
         subject=settings.DEFAULT_SUBJECT, instance_phrase=settings.INSTANCE_PHRASE,
         class_phrase=settings.CLASS_PHRASE, images_file_url=settings.IMAGES_FILE_URL,
     )
     training = TrainingService(
-        base.gpu, jobs, subjects, policy=intake_policy(settings), defaults=defaults,
+        gpu, jobs, subjects, policy=intake_policy(settings), defaults=defaults,
         jobs_dir=settings.DATA_DIR / "jobs", timeout_s=settings.TRAIN_TIMEOUT_S, resolver=resolver,
     )
     actions = ActionService(jobs, qwerty, community, images)
-    admin = AdminService(base.gpu, subjects, queue, training, jobs)
-    return AppServices(base, jobs, queue, subjects, qwerty, training, community, images, actions, admin)
+    admin = AdminService(gpu, subjects, queue, training, jobs)
+    return AppServices(settings, gpu, generation_log, jobs, queue, subjects, qwerty, training, community, images,
+                       actions, admin)
 
 
 def banned_words(community: CommunityService) -> PromptCheck:
     """The guild's banned words, checked at admission: before any GPU time."""
 
-    def check(context: RequestContext, request) -> None:
+    def check(context: RequestContext, request: GenerateRequest) -> None:
         community.check_prompt(context.guild_id, request.prompt_prefix, request.prompt_postfix,
                                request.negative_prompt)
 

@@ -1,4 +1,6 @@
-"""The generation use case, shared by every front end: validate, call the GPU client, log, return."""
+"""What a generation is, as every front end sees it: the options a member typed and the finished result.
+
+The use case that turns one into the other is commands.qwerty.QwertyService."""
 
 from __future__ import annotations
 
@@ -7,8 +9,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from commands.context import RequestContext
-from commands.validation import build
-from gpu_service.client import GpuClient, ProgressCallback
 from gpu_service.schemas import GenerateRequest, GenerateResult
 
 
@@ -46,32 +46,6 @@ class Generation:
 class GenerationLog(Protocol):
     def log_generation(self, generation: Generation) -> None:
         """Record it without blocking the caller; must never raise."""
-
-
-class GenerationService:
-    def __init__(self, client: GpuClient, log: GenerationLog, *, default_subject: str) -> None:
-        self.client = client
-        self.log = log
-        self.default_subject = default_subject
-
-    def build_request(self, options: GenerateOptions) -> GenerateRequest:
-        """Validate before any GPU time is spent; the InvalidRequest names each bad field."""
-        given = {name: value for name, value in vars(options).items() if value is not None}
-        given.setdefault("subject", self.default_subject)
-        return build(GenerateRequest, **given)
-
-    async def generate(
-        self,
-        options: GenerateOptions | GenerateRequest,
-        context: RequestContext,
-        on_progress: ProgressCallback | None = None,
-        generation_id: str | None = None,
-    ) -> Generation:
-        request = options if isinstance(options, GenerateRequest) else self.build_request(options)
-        result = await self.client.generate(request, on_progress)
-        generation = Generation(generation_id or new_id(), request, result, context)
-        self.log.log_generation(generation)
-        return generation
 
 
 def new_id() -> str:

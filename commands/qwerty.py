@@ -1,8 +1,11 @@
-"""The /qwerty use case for front ends: admission (limits), a job record, the queue, generation, the log.
+"""The /qwerty use case for every front end: validation, admission (limits), a job record, the queue,
+generation and the W&B log. Discord, the shell, `make inference` and the buttons all come here.
 
     admission = qwerty.admit(options, context)        # sync: validates and takes a place, or raises
     generation = await qwerty.run(admission, on_update)  # waits its turn, renders, records the job
     await qwerty.finish(generation, message_id, link)  # after the reply: W&B row with the message link
+
+    generation = await qwerty.generate(options, context)  # the three at once, for a front end with no reply
 
 W&B rows are written in `finish`, after the front end has replied, so each row carries the link of
 the message that shows its image.
@@ -23,11 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from commands.context import RequestContext
-from commands.generate import GenerateOptions, Generation, GenerationLog, GenerationService, new_id
+from commands.generate import GenerateOptions, Generation, GenerationLog, new_id
 from commands.images import ImageStore
 from commands.jobs import JobRecord, JobStore
 from commands.queue import FairQueue, Ticket
 from commands.subjects import SubjectCatalog
+from commands.validation import build
+from gpu_service.client import GpuClient
 from gpu_service.errors import GpuTimeout
 from gpu_service.schemas import GenerateRequest, GenerationProgress
 
@@ -67,20 +72,14 @@ class Admission:
         return replace(self, request=self.request.model_copy(update={"init_image": png}))
 
 
-class NotLoggedYet:
-    """The GenerationService's log for /qwerty: rows are written by QwertyService.finish instead."""
-
-    def log_generation(self, generation: Generation) -> None:
-        pass
-
-
 class QwertyService:
     def __init__(
-        self, generation: GenerationService, queue: FairQueue, jobs: JobStore, log: GenerationLog,
-        *, timeout_s: float = 300.0, images: ImageStore | None = None, catalog: SubjectCatalog | None = None,
+        self, client: GpuClient, queue: FairQueue, jobs: JobStore, log: GenerationLog, *, default_subject: str,
+        timeout_s: float = 300.0, images: ImageStore | None = None, catalog: SubjectCatalog | None = None,
         prompt_check: PromptCheck | None = None,
     ) -> None:
-        self.generation = generation
+        self.client = client
+        self.default_subject = default_subject
         self.queue = queue
         self.jobs = jobs
         self.log = log
@@ -92,11 +91,25 @@ class QwertyService:
     def admit(self, options: GenerateOptions, context: RequestContext, *, source_row_id: str = "") -> Admission:
         """Validate, check the prompt and take a place in the queue; InvalidRequest (a banned word among
         them) or LimitReached, before any ack and any GPU time."""
-        request = self.generation.build_request(options)
+        request = self.build_request(options)
         if self.prompt_check is not None:
             self.prompt_check(context, request)
         ticket = self.queue.reserve(context.user_id or context.front_end)
         return Admission(new_id(), request, context, ticket, source_row_id)
+
+    def build_request(self, options: GenerateOptions) -> GenerateRequest:
+        """Validate before any GPU time is spent; the InvalidRequest names each bad field."""
+        given = {name: value for name, value in vars(options).items() if value is not None}
+        given.setdefault("subject", self.default_subject)
+        return build(GenerateRequest, **given)
+
+    async def generate(
+        self, options: GenerateOptions, context: RequestContext, on_update: UpdateCallback | None = None
+    ) -> Generation:
+        """Admit, run and log in one call, for a front end that has no message to link (the CLI)."""
+        generation = await self.run(self.admit(options, context), on_update)
+        await self.finish(generation)
+        return generation
 
     async def run(self, admission: Admission, on_update: UpdateCallback | None = None) -> Generation:
         """Wait for a GPU slot, generate, and record the job: "done", or "failed" with the error. A
@@ -122,8 +135,9 @@ class QwertyService:
 
     async def finish(self, generation: Generation, message_id: str = "", message_link: str = "") -> None:
         """After the reply: log the W&B rows (with the message link) and remember the message."""
-        context = replace(generation.context, message_link=message_link)
-        self.log.log_generation(replace(generation, context=context))
+        if message_link:
+            generation = replace(generation, context=replace(generation.context, message_link=message_link))
+        self.log.log_generation(generation)
         if message_id:
             await self.jobs.update(generation.generation_id, message_id=message_id)
 
@@ -151,9 +165,8 @@ class QwertyService:
         try:
             async with asyncio.timeout(self.timeout_s):
                 request = await self._pinned(admission.request)
-                return await self.generation.generate(
-                    request, admission.context, listener, generation_id=admission.job_id
-                )
+                result = await self.client.generate(request, listener)
+                return Generation(admission.job_id, request, result, admission.context)
         except TimeoutError:
             raise GpuTimeout(f"The images were not ready within {self.timeout_s:g} s.") from None
 

@@ -1,8 +1,12 @@
 """The /train use case: check options, take the images in (before any GPU time), train, record the job.
 
-    claim = training.claim(subject)                         # sync: one training per subject
-    prepared = await training.prepare(claim, options, ctx)  # phrases, fields, intake, job record
-    result = await training.run(prepared, on_progress)      # the GPU; releases the claim
+    async with training.preparing(options, ctx) as prepared:  # the subject's lease, phrases, intake, job
+        result = await training.run(prepared, on_progress)    # the GPU; releases the lease when it ends
+
+`preparing` takes the subject's training lease (gpu_service.leases) first, so a busy subject is refused
+before any image is fetched. The lease belongs to the block until it hands it to a training: if the block
+fails before `run` starts, the lease is released and the prepared job is marked failed, so no front end
+can leak a lease or leave a job for the next start to resume.
 
 Training images are kept under DATA_DIR/jobs/<job_id>/ until the job ends, so a restart can run the job
 again (`resume`) even when the backend has no call to re-attach to.
@@ -11,11 +15,12 @@ again (`resume`) even when the backend has no call to re-attach to.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +32,7 @@ from commands.validation import build
 from gpu_service.client import GpuClient, TrainProgressCallback
 from gpu_service.errors import GpuBusy, GpuTimeout, IntakeError, InvalidRequest, TrainingFailed
 from gpu_service.intake import IntakePolicy, Rejection, Resolver, collect_images
+from gpu_service.leases import TrainingLease, TrainingLeases
 from gpu_service.schemas import ImageSource, TrainProgress, TrainRequest, TrainResult
 from gpu_service.settings import SUBJECT_PATTERN
 
@@ -54,22 +60,8 @@ class TrainDefaults:
     subject: str
     instance_phrase: str
     class_phrase: str
-    images_file_url: str = ""  # the old demo's IMAGES_FILE_URL, for the default subject
+    images_file_url: str = ""  # IMAGES_FILE_URL, for the default subject
 
-
-class SubjectClaim:
-    """The right to train one subject; held from the request until the training ends."""
-
-    def __init__(self, holders: set[str], subject: str) -> None:
-        self._holders = holders
-        self.subject = subject
-        self.released = False
-
-    def release(self) -> None:
-        """Idempotent: a second release must not free a later training's claim on the subject."""
-        if not self.released:
-            self.released = True
-            self._holders.discard(self.subject)
 
 
 @dataclass(frozen=True)
@@ -81,12 +73,13 @@ class RunningTraining:
     progress: TrainProgress | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class PreparedTraining:
     request: TrainRequest
     context: RequestContext
     rejected: tuple[Rejection, ...]
-    claim: SubjectClaim
+    lease: TrainingLease
+    started: bool = False  # `run` took it over: the lease is the training's now
 
     @property
     def job_id(self) -> str:
@@ -106,28 +99,45 @@ class TrainingService:
         self.jobs_dir = Path(jobs_dir)
         self.timeout_s = timeout_s
         self.resolver = resolver
-        self._training: set[str] = set()
+        self.leases = TrainingLeases()
         self._live: dict[str, RunningTraining] = {}  # job id -> latest progress, for /status
 
-    def claim(self, subject: str | None) -> SubjectClaim:
-        """Reserve a subject for one training; GpuBusy when one is already running for it."""
+    @contextlib.asynccontextmanager
+    async def preparing(
+        self, options: TrainOptions, context: RequestContext,
+        before_intake: Callable[[TrainOptions], Awaitable[TrainOptions]] | None = None,
+    ) -> AsyncIterator[PreparedTraining]:
+        """Take the subject's lease, check every option, then fetch and check the images (after
+        `before_intake`, the front end's own downloads). No GPU time is spent here. See the module
+        docstring for who releases the lease."""
+        lease = self._take(options.subject)
+        try:
+            if before_intake is not None:
+                options = await before_intake(options)
+            prepared = await self._prepare(lease, options, context)
+        except BaseException:
+            lease.release()
+            raise
+        try:
+            yield prepared
+        except BaseException as error:
+            if not prepared.started:
+                await self.abandon(prepared, f"stopped before the training started ({error.__class__.__name__})")
+            raise
+
+    def _take(self, subject: str | None) -> TrainingLease:
+        """The subject's lease; InvalidRequest for a bad name, GpuBusy when it is being trained."""
         subject = (subject or self.defaults.subject).strip().lower()
         if not re.fullmatch(SUBJECT_PATTERN, subject):
             raise InvalidRequest(
-                f"`subject`: {subject!r} is not a valid name (1-32 of a-z, 0-9, '_' or '-', starting "
+                f"`subject`: {subject[:40]!r} is not a valid name (1-32 of a-z, 0-9, '_' or '-', starting "
                 "with a letter or digit)."
             )
-        if subject in self._training:
-            raise GpuBusy(f"A training for `{subject}` is already running; one at a time per subject.")
-        self._training.add(subject)
-        return SubjectClaim(self._training, subject)
+        return self.leases.take(subject)
 
-    async def prepare(
-        self, claim: SubjectClaim, options: TrainOptions, context: RequestContext
-    ) -> PreparedTraining:
-        """Check every option, then fetch and check the images; no GPU time is spent here."""
-        request = await self._checked_request(claim.subject, options, context)
-        sources = self._sources(claim.subject, options)
+    async def _prepare(self, lease: TrainingLease, options: TrainOptions, context: RequestContext) -> PreparedTraining:
+        request = await self._checked_request(lease.subject, options, context)
+        sources = self._sources(lease.subject, options)
         try:
             intake = await collect_images(sources, self.policy, resolver=self.resolver)
         except IntakeError as error:
@@ -136,39 +146,37 @@ class TrainingService:
         request = request.model_copy(update={"images": images})
         await asyncio.to_thread(self._save_images, request)
         await self.jobs.add(JobRecord.new(request.job_id, "train", context, _request_json(request)))
-        return PreparedTraining(request, context, options.pre_rejected + intake.rejected, claim)
+        return PreparedTraining(request, context, options.pre_rejected + intake.rejected, lease)
 
     async def run(self, prepared: PreparedTraining, on_progress: TrainProgressCallback | None = None) -> TrainResult:
         """Train on the GPU and publish; the job ends "done" or "failed" (a shutdown leaves it running)."""
-        try:
+        prepared.started = True
+        with prepared.lease:
             return await self._tracked(prepared.request, None, on_progress, resuming=False)
-        finally:
-            prepared.claim.release()
 
     async def abandon(self, prepared: PreparedTraining, reason: str) -> None:
         """A prepared job that will never run (its front end could not report it): nothing resumes it."""
-        prepared.claim.release()
+        prepared.started = True
+        prepared.lease.release()
         await self.jobs.update(prepared.job_id, state="failed", error=reason[:500])
         await self._forget_images(prepared.job_id)
 
     async def resume(self, record: JobRecord, on_progress: TrainProgressCallback | None = None) -> TrainResult:
         """After a restart: re-attach to the backend's call, or run the job again from its checkpoint."""
         try:
-            claim = self.claim(record.request.get("subject"))
+            lease = self._take(record.request.get("subject"))
         except GpuBusy:
             # A new /train of the subject started first; resuming later would collide with it forever.
             await self.jobs.update(record.job_id, state="failed", error="a newer training of the subject started")
             await self._forget_images(record.job_id)
             raise
-        try:
+        with lease:
             try:
                 request = await asyncio.to_thread(self._load_request, record)
             except (OSError, ValueError, KeyError) as error:
                 await self.jobs.update(record.job_id, state="failed", error=f"cannot resume: {error}")
                 raise TrainingFailed(f"The interrupted training {record.job_id} could not be resumed.") from error
             return await self._tracked(request, record.call_id, on_progress, resuming=True)
-        finally:
-            claim.release()
 
     def running(self) -> list[RunningTraining]:
         """Trainings running in this process, oldest first, each with its latest progress."""

@@ -1,4 +1,12 @@
-"""At most one training per subject across machines: a lease in a shared key-value store."""
+"""At most one training per subject: one idea, a training lease, held at three scopes.
+
+- `TrainingLeases` in the bot process (commands.train.TrainingService): from a /train's intake until its
+  training ends, so a second /train of the subject is refused before any image is fetched;
+- `TrainingLeases` in the local engine (gpu_service.local_client): until the training thread really ends,
+  even when its caller stopped waiting;
+- `SharedTrainingLease` across Modal containers (modal_app.py): an entry in a Modal Dict kept fresh by a
+  heartbeat, so a second bot process or a retried call cannot train the subject twice.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +25,45 @@ LEASE_STALE_S = 3 * 60.0  # a holder silent this long is gone (preempted or kill
 TAKEOVER_SETTLE_S = 1.0
 
 
-class SubjectLease:
+class TrainingLease:
+    """One subject's lease in a `TrainingLeases` table; `release` is idempotent, so a second release
+    never frees a later training's lease on the subject."""
+
+    def __init__(self, held: set[str], subject: str) -> None:
+        self._held = held
+        self.subject = subject
+        self.released = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self._held.discard(self.subject)
+
+    def __enter__(self) -> TrainingLease:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+
+class TrainingLeases:
+    """The subjects being trained in this process. Used from one thread (the event loop) only."""
+
+    def __init__(self) -> None:
+        self._held: set[str] = set()
+
+    def take(self, subject: str) -> TrainingLease:
+        """GpuBusy when the subject's lease is held."""
+        if subject in self._held:
+            raise GpuBusy(f"A training for `{subject}` is already running; one at a time per subject.")
+        self._held.add(subject)
+        return TrainingLease(self._held, subject)
+
+    def __contains__(self, subject: str) -> bool:
+        return subject in self._held
+
+
+class SharedTrainingLease:
     """At most one training per subject, across containers: an entry in a Modal Dict kept fresh by a heartbeat.
 
     `put(skip_if_exists=True)` is atomic, so of two jobs starting together exactly one gets the lease; the other
@@ -38,7 +84,7 @@ class SubjectLease:
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
 
-    def __enter__(self) -> SubjectLease:
+    def __enter__(self) -> SharedTrainingLease:
         self._acquire()
         self._beat = threading.Thread(target=self._keep_fresh, name=f"lease-{self.subject}", daemon=True)
         self._beat.start()

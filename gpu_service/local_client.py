@@ -11,7 +11,8 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from gpu_service.client import ProgressCallback, TrainProgressCallback
-from gpu_service.errors import GpuBusy, GpuServiceError, RemoteError
+from gpu_service.errors import GpuServiceError, RemoteError
+from gpu_service.leases import TrainingLeases
 from gpu_service.schemas import (
     GenerateRequest,
     GenerateResult,
@@ -34,7 +35,7 @@ class LocalGpuClient:
         self.settings = settings
         self.service = InferenceService.from_settings(settings)
         self.registry = self.service.registry
-        self._training: set[str] = set()  # subjects with a training running; touched on the loop only
+        self.training_leases = TrainingLeases()  # touched on the loop only
         self._trainer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gpu-train")
 
     async def start(self) -> None:
@@ -53,16 +54,14 @@ class LocalGpuClient:
         """Train on a thread of its own: members keep generating (on the old version) meanwhile."""
         from gpu_service.engine.training_job import run_training_job
 
-        if request.subject in self._training:
-            raise GpuBusy(f"A training for '{request.subject}' is already running; try again when it is done.")
-        self._training.add(request.subject)
+        lease = self.training_leases.take(request.subject)
         loop = asyncio.get_running_loop()
         running = self._trainer.submit(
             run_training_job, self.settings, request, _on_loop(on_progress), self.registry
         )
         # A thread cannot be cancelled: the subject stays taken until the training really ends, even if
         # the caller stops waiting.
-        running.add_done_callback(lambda _: loop.call_soon_threadsafe(self._training.discard, request.subject))
+        running.add_done_callback(lambda _: loop.call_soon_threadsafe(lease.release))
         return await self._guard(asyncio.wrap_future(running))
 
     async def resume_training(

@@ -16,7 +16,7 @@ import pytest
 
 from gpu_service.boundary import boundary
 from gpu_service.errors import GpuBusy, InvalidRequest, RemoteError, SubjectNotFound
-from gpu_service.leases import SubjectLease
+from gpu_service.leases import SharedTrainingLease
 from gpu_service.modal_client import TRAIN_TIMEOUT_S, ModalNames
 from gpu_service.registry import ModelRegistry, VersionMetadata
 from gpu_service.schemas import GenerateRequest, GenerateResult, ModelVersion, TrainResult
@@ -368,27 +368,27 @@ def test_the_train_function_wraps_the_trainer_in_lease_progress_and_commit(app_m
 
 def test_a_second_job_for_the_same_subject_is_refused_while_the_first_runs(app_module):
     store = FakeDict()
-    with SubjectLease(store, "rex", "job-1", heartbeat_s=0.05):
+    with SharedTrainingLease(store, "rex", "job-1", heartbeat_s=0.05):
         with pytest.raises(GpuBusy, match="job-1"):
-            with SubjectLease(store, "rex", "job-2"):
+            with SharedTrainingLease(store, "rex", "job-2"):
                 pass
-        with SubjectLease(store, "other", "job-3"):  # other subjects are free
+        with SharedTrainingLease(store, "other", "job-3"):  # other subjects are free
             pass
     assert store.data == {}
 
 
 def test_the_heartbeat_keeps_a_long_job_s_lease_fresh(app_module):
     store = FakeDict()
-    with SubjectLease(store, "rex", "job-1", heartbeat_s=0.02, stale_s=0.2):
+    with SharedTrainingLease(store, "rex", "job-1", heartbeat_s=0.02, stale_s=0.2):
         time.sleep(0.4)
         with pytest.raises(GpuBusy):
-            SubjectLease(store, "rex", "job-2", stale_s=0.2).__enter__()
+            SharedTrainingLease(store, "rex", "job-2", stale_s=0.2).__enter__()
 
 
 def test_a_dead_holder_s_lease_is_taken_over_once_stale(app_module):
     store = FakeDict()
     store.put("lease:rex", {"job_id": "job-1", "token": "dead", "beat": time.time() - 10})
-    with SubjectLease(store, "rex", "job-2", stale_s=5):
+    with SharedTrainingLease(store, "rex", "job-2", stale_s=5):
         assert store.get("lease:rex")["job_id"] == "job-2"
 
 
@@ -397,6 +397,6 @@ def test_the_same_job_arriving_again_waits_for_the_lease_instead_of_failing(app_
     store = FakeDict()
     store.put("lease:rex", {"job_id": "job-1", "token": "old-attempt", "beat": time.time()})
     started = time.monotonic()
-    with SubjectLease(store, "rex", "job-1", heartbeat_s=0.01, stale_s=0.2):
+    with SharedTrainingLease(store, "rex", "job-1", heartbeat_s=0.01, stale_s=0.2):
         waited = time.monotonic() - started
     assert 0.15 <= waited < 2

@@ -1,9 +1,8 @@
-"""Gallery, votes and moderation (issue 6), independent of Discord: the bot and the shell wire it.
+"""Gallery, votes and moderation, independent of Discord: the bot and the shell wire it.
 
 - `store`: the SQLite file (settings, banned words, shares, votes);
 - `service`: `CommunityService`, the use cases, logging a W&B event for each community action;
-- `moderation`: banned-word matching; `access`: who may delete or remove;
-- `custom_ids`: persistent component ids that carry a job or share id.
+- `moderation`: banned-word matching; `access`: who may delete or remove.
 """
 
 from commands.community.errors import (

@@ -75,13 +75,3 @@ def find_banned(banned: Iterable[str], *texts: str) -> str | None:
                 if _contains(words, phrase):
                     return entry
     return None
-
-
-def withheld_notice(withheld: int, total: int) -> str | None:
-    """What to tell the member when the safety checker withheld some images (never posted anywhere)."""
-    if withheld <= 0:
-        return None
-    if withheld >= total:
-        return "The safety checker withheld every image, so there is nothing to show. Try another prompt."
-    noun = "image was" if withheld == 1 else "images were"
-    return f"{withheld} {noun} withheld by the safety checker and not shown."

@@ -167,13 +167,6 @@ class CommunityService:
         """Posting failed: forget the claim so a later Share works. False when nothing was dropped."""
         return self.store.drop_claim(share_id)
 
-    def get_share(self, guild_id: str, post: str) -> Share | None:
-        """A guild's share by share id or gallery message id (removed ones included)."""
-        return self.store.find_share(guild_id, post)
-
-    def share_of_image(self, guild_id: str, row_id: str) -> Share | None:
-        return self.store.find_by_row(guild_id, row_id)
-
     # Votes and /top
 
     def vote(self, guild_id: str, post: str, user_id: str) -> VoteOutcome:

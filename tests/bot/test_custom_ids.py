@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from commands.community import custom_ids
+from bot import custom_ids
 from commands.community.access import can_delete, can_remove_post
-from commands.community.custom_ids import Action, ComponentId, decode, parse_index, template
+from bot.custom_ids import Action, ComponentId, decode, parse_index, template
 
 JOB = "a1b2c3d4e5f6"
 LONGEST = "J" * 64

@@ -56,7 +56,7 @@ async def test_local_images_train_and_a_bad_folder_fails_cleanly(tmp_path, tiny_
     await store.add(killed)
     await store.close()
     assert await run_model(model_args(str(tmp_path / "nothing-here")), settings) == 2
-    assert "error:" in capsys.readouterr().out
+    assert "error:" in capsys.readouterr().err
     write_demo_images(tmp_path / "photos", 3)
     assert await run_model(model_args(str(tmp_path / "photos")), settings) == 0
     assert ModelRegistry(settings.registry_dir).active("qwerty").version == 1

@@ -29,9 +29,9 @@ async def leave_unfinished_jobs(settings, channel_id: str) -> tuple[str, str]:
     app = make_app_services(settings, SleepyGpu())
     try:
         await app.jobs.add(JobRecord.new("gen1", "generate", context, {"prompt_prefix": "a cat"}, state="running"))
-        claim = app.training.claim("qwerty")
         images = tuple(ImageSource(data=photo(i), name=f"{i}.png") for i in range(3))
-        prepared = await app.training.prepare(claim, TrainOptions(attachments=images), context)
+        async with app.training.preparing(TrainOptions(attachments=images), context) as prepared:
+            pass  # killed before the training could start
         await app.jobs.update(prepared.job_id, state="running", call_id="fc-123")
         return "gen1", prepared.job_id
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from commands.generate import GenerateOptions
-from commands.shell_parse import generate_options, parse_line, train_options
+from bot.shell_parse import generate_options, help_text, parse_line, train_options
 from gpu_service.errors import InvalidRequest
 
 
@@ -57,9 +57,33 @@ def test_train_options_collect_urls_and_image_options_as_local_sources():
 
 
 def test_shell_options_match_the_discord_commands():
-    """The shell and Discord offer the same options under the same names."""
+    """The shell and Discord offer the same options under the same names, descriptions and bounds."""
+    from bot.options import QWERTY_OPTIONS, TRAIN_OPTIONS
     from bot.slash import qwerty, train
-    from commands.shell_parse import QWERTY_OPTIONS, TRAIN_OPTIONS
 
-    assert [p.name for p in qwerty.parameters] == list(QWERTY_OPTIONS)
-    assert [p.name for p in train.parameters] == list(TRAIN_OPTIONS)
+    for command, specs in ((qwerty, QWERTY_OPTIONS), (train, TRAIN_OPTIONS)):
+        assert [p.name for p in command.parameters] == [spec.name for spec in specs]
+        for parameter, spec in zip(command.parameters, specs):
+            assert parameter.description == spec.description
+            assert parameter.required == spec.required, spec.name
+            if spec.kind is not str and spec.low is not None:
+                assert (parameter.min_value, parameter.max_value) == (spec.low, spec.high), spec.name
+
+
+def test_options_come_from_the_request_models():
+    """A field's description and bounds in the contract are what members are told."""
+    from bot.options import QWERTY_OPTIONS
+    from gpu_service.schemas import GenerateRequest
+
+    count = next(spec for spec in QWERTY_OPTIONS if spec.name == "count")
+    field = GenerateRequest.model_fields["count"]
+    assert (count.kind, count.low, count.high, count.description) == (int, 1, 4, field.description)
+    assert [spec.name for spec in QWERTY_OPTIONS if spec.required] == ["prompt_prefix"]
+
+
+def test_help_lists_every_command_with_its_options():
+    text = help_text()
+    assert "/qwerty prompt_prefix:TEXT [prompt_postfix:TEXT] [seed:N]" in text and "[guidance:X]" in text
+    for name in ("train", "reroll", "variations", "share", "delete", "vote", "remove", "top", "banned", "models",
+                 "rollback", "status"):
+        assert f"/{name}" in text

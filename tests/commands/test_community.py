@@ -261,7 +261,7 @@ def test_a_removed_post_leaves_top_takes_no_votes_and_cannot_come_back(service, 
         begin(service, "gen2-0")
 
     service.remove_post(GUILD, removed.share_id, by="other-mod")  # repeating changes nothing
-    assert service.get_share(GUILD, "901").removed_by == "mod"
+    assert service.store.find_share(GUILD, "901").removed_by == "mod"
     assert [event.event for event in events.events].count("remove") == 1
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from commands.community import BannedWordError, CommunityError, CommunityService, CommunityStore
-from commands.community.moderation import find_banned, normalize_word, parse_word_list, withheld_notice
+from commands.community.moderation import find_banned, normalize_word, parse_word_list
 from gpu_service.errors import InvalidRequest
 
 GUILD = "7"
@@ -86,12 +86,3 @@ def test_a_banned_word_must_be_a_word(service, word):
 
 def test_parse_word_list_splits_on_commas_and_lines_but_keeps_phrases():
     assert parse_word_list("gore, blood bath;\nnsfw,, ") == ["gore", "blood bath", "nsfw"]
-
-
-@pytest.mark.parametrize(
-    ("withheld", "total", "notice"),
-    [(0, 2, None), (1, 2, "1 image was withheld"), (2, 4, "2 images were withheld"), (2, 2, "every image")],
-)
-def test_withheld_notice_tells_the_member(withheld, total, notice):
-    message = withheld_notice(withheld, total)
-    assert message is None if notice is None else notice in message

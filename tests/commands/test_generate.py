@@ -10,7 +10,8 @@ import time
 import pytest
 from PIL import Image
 
-from bot.wiring import make_services
+from bot.settings import BotSettings
+from bot.wiring import make_app_services
 from commands.context import RequestContext
 from commands.generate import GenerateOptions
 from commands.wandb_log import TABLE_KEY, WandbConfig, WandbGenerationLog
@@ -21,9 +22,13 @@ CONTEXT = RequestContext(front_end="discord", user_id="42", user_name="ana", gui
                          interaction_id="99", message_link="https://discord.com/channels/7/8/100")
 
 
+def app_settings(settings) -> BotSettings:
+    return BotSettings(_env_file=None, **settings.model_dump())
+
+
 @pytest.fixture
 async def services(settings):
-    services = make_services(settings)
+    services = make_app_services(app_settings(settings))
     yield services
     await services.close()
 
@@ -31,7 +36,7 @@ async def services(settings):
 async def test_generation_is_logged_to_wandb_with_prompt_pixels_and_context(services, settings):
     options = GenerateOptions(prompt_prefix="a gorgeous painting of a", prompt_postfix="in space", seed=5,
                               count=2, steps=3)
-    generation = await services.generation.generate(options, CONTEXT)
+    generation = await services.qwerty.generate(options, CONTEXT)
     services.generation_log.close()
 
     [run] = read_offline_runs(settings.wandb_dir)
@@ -48,7 +53,7 @@ async def test_generation_is_logged_to_wandb_with_prompt_pixels_and_context(serv
 
 async def test_rows_accumulate_across_generations(services, settings):
     for seed in (1, 2, 3):
-        await services.generation.generate(GenerateOptions(prompt_prefix="a", seed=seed, steps=2), CONTEXT)
+        await services.qwerty.generate(GenerateOptions(prompt_prefix="a", seed=seed, steps=2), CONTEXT)
     services.generation_log.close()
     [run] = read_offline_runs(settings.wandb_dir)
     assert [row["seed"] for row in run.table_rows(TABLE_KEY)] == [1, 2, 3]
@@ -56,22 +61,22 @@ async def test_rows_accumulate_across_generations(services, settings):
 
 async def test_bad_option_is_refused_before_the_gpu_is_called(services):
     calls = []
-    services.generation.client = type("Spy", (), {"generate": lambda *a: calls.append(a)})()
+    services.qwerty.client = type("Spy", (), {"generate": lambda *a: calls.append(a)})()
     with pytest.raises(InvalidRequest, match="`count`"):
-        await services.generation.generate(GenerateOptions(prompt_prefix="a", count=9), CONTEXT)
+        await services.qwerty.generate(GenerateOptions(prompt_prefix="a", count=9), CONTEXT)
     assert calls == []
 
 
 async def test_wandb_failure_never_breaks_generation_and_is_reported_once(settings, tmp_path, caplog):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where W&B wants a directory")
-    services = make_services(settings)
+    services = make_app_services(app_settings(settings))
     services.generation_log = WandbGenerationLog(WandbConfig(project="p", mode="offline", directory=blocker))
-    services.generation.log = services.generation_log
+    services.qwerty.log = services.generation_log
     caplog.set_level(logging.ERROR, logger="commands.wandb_log")
     try:
         for seed in (1, 2):
-            generation = await services.generation.generate(
+            generation = await services.qwerty.generate(
                 GenerateOptions(prompt_prefix="a", seed=seed, steps=2), CONTEXT
             )
             assert generation.result.images[0].png
@@ -91,16 +96,16 @@ async def test_the_event_loop_keeps_running_while_the_gpu_works(services):
             await asyncio.sleep(0.01)
 
     ticking = asyncio.create_task(ticker())
-    await services.generation.generate(GenerateOptions(prompt_prefix="a", steps=8, count=4, seed=1), CONTEXT)
+    await services.qwerty.generate(GenerateOptions(prompt_prefix="a", steps=8, count=4, seed=1), CONTEXT)
     ticking.cancel()
     gaps = [b - a for a, b in zip(ticks, ticks[1:])]
     assert len(ticks) > 5 and max(gaps) < 0.25
 
 
 async def test_pipeline_is_loaded_once_and_kept_warm(services):
-    await services.generation.generate(GenerateOptions(prompt_prefix="a", steps=2), CONTEXT)
+    await services.qwerty.generate(GenerateOptions(prompt_prefix="a", steps=2), CONTEXT)
     first = services.gpu.service._generator
-    await services.generation.generate(GenerateOptions(prompt_prefix="b", steps=2), CONTEXT)
+    await services.qwerty.generate(GenerateOptions(prompt_prefix="b", steps=2), CONTEXT)
     assert services.gpu.service._generator is first and (await services.gpu.status()).warm
 
 
@@ -108,9 +113,9 @@ async def test_progress_reaches_the_caller_on_the_loop_thread(services):
     import threading
 
     seen = []
-    await services.generation.generate(
+    await services.qwerty.generate(
         GenerateOptions(prompt_prefix="a", steps=3), CONTEXT,
-        on_progress=lambda p: seen.append((p.step, threading.current_thread() is threading.main_thread())),
+        lambda update: seen.append((update.step, threading.current_thread() is threading.main_thread())),
     )
     await asyncio.sleep(0)
     assert seen == [(1, True), (2, True), (3, True)]
@@ -119,7 +124,7 @@ async def test_progress_reaches_the_caller_on_the_loop_thread(services):
 async def test_community_events_are_logged_against_the_row_id(services, settings):
     from commands.wandb_log import EVENTS_KEY, CommunityEvent
 
-    generation = await services.generation.generate(GenerateOptions(prompt_prefix="a", steps=2), CONTEXT)
+    generation = await services.qwerty.generate(GenerateOptions(prompt_prefix="a", steps=2), CONTEXT)
     services.generation_log.log_event(CommunityEvent("share", generation.row_id(0), "42", "7"))
     services.generation_log.log_event(CommunityEvent("vote", generation.row_id(0), "43", "7", detail="1"))
     services.generation_log.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from dataclasses import replace
 
 import pytest
 from PIL import Image
@@ -45,12 +46,9 @@ async def setup(tmp_path):
 
 
 async def prepare(service, options, subject=None):
-    claim = service.claim(subject)
-    try:
-        return await service.prepare(claim, options, CONTEXT)
-    except BaseException:
-        claim.release()
-        raise
+    """A prepared training whose lease is handed on (to `run`, or released by the test)."""
+    async with service.preparing(replace(options, subject=subject or options.subject), CONTEXT) as prepared:
+        return prepared
 
 
 async def test_images_are_taken_in_then_trained_and_the_job_recorded(setup, tmp_path):
@@ -118,16 +116,19 @@ async def test_the_shell_may_name_files_and_folders(setup, tmp_path):
 
 
 async def test_one_training_per_subject_at_a_time(setup):
-    service, gpu, _ = setup
+    service, gpu, jobs = setup
     gpu.gate = asyncio.Event()
     prepared = await prepare(service, TrainOptions(attachments=attached(3)))
     running = asyncio.create_task(service.run(prepared))
     with pytest.raises(GpuBusy, match="already running"):
-        service.claim("qwerty")
-    service.claim("other").release()  # other subjects are free
+        await prepare(service, TrainOptions(attachments=attached(3)))
+    assert len(await jobs.all()) == 1  # refused before any intake or job record
+    other = await prepare(service, TrainOptions(attachments=attached(3), instance_phrase="sks cat",
+                                                class_phrase="cat"), subject="other")
+    other.lease.release()  # other subjects are free
     gpu.gate.set()
     await asyncio.wait_for(running, 5)
-    service.claim("qwerty").release()  # free again once it ended
+    service.leases.take("qwerty").release()  # free again once it ended
 
 
 async def test_a_new_subject_needs_its_phrases_before_anything_is_fetched(setup):
@@ -135,7 +136,7 @@ async def test_a_new_subject_needs_its_phrases_before_anything_is_fetched(setup)
     with pytest.raises(InvalidRequest, match="new subject.*instance_phrase"):
         await prepare(service, TrainOptions(attachments=attached(3)), subject="cat")
     with pytest.raises(InvalidRequest, match="subject"):
-        service.claim("Not A Name!")
+        await prepare(service, TrainOptions(attachments=attached(3)), subject="Not A Name!")
     with pytest.raises(InvalidRequest, match="steps"):
         await prepare(service, TrainOptions(attachments=attached(3), steps=0))
     assert await jobs.all() == []
@@ -165,7 +166,7 @@ async def test_a_failed_training_is_recorded_and_frees_the_subject(setup, tmp_pa
     record = await jobs.get(prepared.job_id)
     assert record.state == "failed" and "Loss became NaN" in record.error
     assert not (tmp_path / "jobs" / prepared.job_id).exists()
-    service.claim("qwerty").release()
+    service.leases.take("qwerty").release()
 
 
 async def test_a_shutdown_mid_training_leaves_the_job_running_and_resume_finishes_it(setup):
@@ -191,7 +192,7 @@ async def test_a_shutdown_mid_training_leaves_the_job_running_and_resume_finishe
 async def test_a_job_whose_images_are_gone_cannot_resume_and_is_marked_failed(setup, tmp_path):
     service, gpu, jobs = setup
     prepared = await prepare(service, TrainOptions(attachments=attached(3)))
-    prepared.claim.release()
+    prepared.lease.release()
     for path in (tmp_path / "jobs" / prepared.job_id).iterdir():
         path.unlink()
     with pytest.raises(TrainingFailed, match="could not be resumed"):
@@ -202,10 +203,28 @@ async def test_a_job_whose_images_are_gone_cannot_resume_and_is_marked_failed(se
 async def test_a_job_whose_subject_is_taken_by_a_newer_training_is_marked_failed_not_retried(setup):
     service, gpu, jobs = setup
     interrupted = await prepare(service, TrainOptions(attachments=attached(3)))
-    interrupted.claim.release()
-    newer = service.claim("qwerty")  # a /train that arrived before the restart's resume
+    interrupted.lease.release()
+    newer = service.leases.take("qwerty")  # a /train that arrived before the restart's resume
     with pytest.raises(GpuBusy):
         await service.resume(await jobs.get(interrupted.job_id))
     record = await jobs.get(interrupted.job_id)
     assert record.state == "failed" and "newer training" in record.error and gpu.resumed == []
     newer.release()
+
+
+async def test_a_front_end_that_fails_before_the_training_starts_releases_the_lease_and_abandons_the_job(setup):
+    service, gpu, jobs = setup
+    with pytest.raises(RuntimeError, match="could not post"):
+        async with service.preparing(TrainOptions(attachments=attached(3)), CONTEXT) as prepared:
+            raise RuntimeError("could not post the progress message")
+    record = await jobs.get(prepared.job_id)
+    assert record.state == "failed" and "stopped before the training started" in record.error
+    assert "qwerty" not in service.leases and gpu.trained == []
+
+
+async def test_a_failed_intake_releases_the_lease(setup):
+    service, _, jobs = setup
+    with pytest.raises(InvalidRequest, match="No images"):
+        async with service.preparing(TrainOptions(), CONTEXT):
+            pass
+    assert "qwerty" not in service.leases and await jobs.all() == []

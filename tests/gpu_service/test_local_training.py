@@ -80,7 +80,7 @@ async def test_the_subject_stays_taken_until_a_cancelled_training_really_ends(cl
     with pytest.raises(GpuBusy):
         await client.train(train_request("job-d"))
     for _ in range(600):  # the thread finishes the job it started
-        if "qwerty" not in client._training:
+        if "qwerty" not in client.training_leases:
             break
         await asyncio.sleep(0.1)
     assert [v.version for v in await client.list_versions("qwerty")] == [1]
