@@ -44,6 +44,9 @@ def make_settings(data_dir: Path, base_model: Path | str, **overrides) -> Settin
     values = dict(
         BASE_MODEL=str(base_model), DATA_DIR=data_dir, OUTPUTS_DIR=data_dir / "outputs",
         WANDB_MODE="offline",
+        # The default quality models are hub ids, which offline cost a long failed download per training;
+        # tests of the report turn it on with the tiny models (`python -m gpu_service tiny-quality-models`).
+        QUALITY_ENABLED=False,
     )
     values.update(overrides)
     return Settings(_env_file=None, **values)

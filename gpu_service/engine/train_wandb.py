@@ -65,6 +65,11 @@ class TrainingTracker:
         if self.active:
             self._guard(f"log {key}", lambda: self._run.log({key: self._images(pngs, captions)}, step=step))
 
+    def log_quality(self, quality: dict, rows: Sequence[dict], card: bytes, step: int) -> None:
+        """The three scores (and the base model's, the verdict, the published step) in the run's summary; every
+        sample in a table (prompt, seed, model, image, scores); the report card as an image."""
+        self._guard("log the quality report", lambda: self._log_quality(quality, rows, card, step))
+
     def log_model(self, weights: Path, *, subject: str, job_id: str, version: int, metadata: dict) -> None:
         self._guard("log the model artifact", lambda: self._log_model(weights, subject, job_id, version, metadata))
 
@@ -103,6 +108,21 @@ class TrainingTracker:
             with Image.open(io.BytesIO(png)) as image:
                 images.append(self._wandb.Image(image.convert("RGB"), caption=caption))
         return images
+
+    def _log_quality(self, quality: dict, rows: Sequence[dict], card: bytes, step: int) -> None:
+        if not self.active:
+            return
+        scores = ("dino", "clip_i", "clip_t")
+        summary = {f"quality/{name}": quality[name] for name in scores}
+        summary |= {f"quality/base_{name}": quality["base"][name] for name in scores}
+        summary |= {"quality/verdict": quality["verdict"], "quality/step": quality.get("step")}
+        self._run.summary.update(summary)
+        table = self._wandb.Table(columns=["prompt", "seed", "model", "image", *scores])
+        for row in rows:
+            image = self._images([row["png"]], [row["prompt"]])[0] if row["png"] is not None else None
+            table.add_data(row["prompt"], row["seed"], row["model"], image, *(row[name] for name in scores))
+        card_image = self._images([card], ["report card"])[0]
+        self._run.log({"quality/samples": table, "quality/report_card": card_image}, step=step)
 
     def _log_model(self, weights: Path, subject: str, job_id: str, version: int, metadata: dict) -> None:
         if not self.active:

@@ -6,6 +6,8 @@
     class data  prior-preservation images from the base model, cached per base model and class phrase
     fit         load models, add LoRA, cache latents/embeddings, resume, step, checkpoint
     save        the diffusers-format LoRA file in the job's staging directory
+    quality     DINO, CLIP-I and CLIP-T against the base model, the best kept checkpoint chosen, the report
+                card drawn (gpu_service.engine.train_quality); skipped when no QualitySettings are given
     validate    fixed prompts rendered by the base pipeline with the new LoRA, as serving would
     publish     registry.publish: the new version becomes live in one step
 
@@ -22,11 +24,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from PIL import Image
 
 from gpu_service.engine.generator import encode_png
 from gpu_service.engine.pipeline_loading import load_pipeline
+from gpu_service.engine.rendering import render_images
 from gpu_service.engine.train_config import TrainingConfig, check_resolution, with_steps
 from gpu_service.engine.train_data import (
     build_train_data,
@@ -52,6 +54,13 @@ from gpu_service.engine.train_model import (
     save_lora,
 )
 from gpu_service.engine.train_progress import ProgressReporter, ProgressSink
+from gpu_service.engine.train_quality import (
+    REPORT_CARD,
+    QualityOutcome,
+    QualitySettings,
+    assess_quality,
+    write_candidates,
+)
 from gpu_service.engine.train_wandb import TrainingTracker
 from gpu_service.errors import GpuServiceError, TrainingFailed
 from gpu_service.prompts import build_prompt
@@ -96,10 +105,12 @@ def train_version(
     tracker: TrainingTracker | None = None,
     token: str | None = None,
     progress_interval_s: float = 1.0,
+    quality: QualitySettings | None = None,
 ) -> TrainResult:
     """Train `request`'s subject on `images` (PNG bytes, already cropped) and publish it as the live version.
 
-    `request.steps`, when set, replaces `config.max_steps`. An exception raised by `on_progress` stops the
+    `request.steps`, when set, replaces `config.max_steps`. With `quality`, the version is scored and may be
+    an earlier kept checkpoint (see gpu_service.engine.train_quality). An exception raised by `on_progress` stops the
     training (its checkpoints stay; calling again with the same job id resumes). Errors: InvalidRequest for
     bad input (before any work), TrainingFailed for anything else that goes wrong before publishing.
     """
@@ -113,7 +124,7 @@ def train_version(
             instance_prefix=instance_prefix, instance_postfix=instance_postfix,
             class_cache_dir=class_cache_dir, token=token,
         )
-        return _train(job, pictures, registry, reporter, tracker)
+        return _train(job, pictures, registry, reporter, tracker, quality)
     except Exception as error:
         reporter.quietly("failed", message=str(error))
         if tracker is not None:
@@ -130,7 +141,11 @@ def train_version(
 def previous_result(registry: ModelRegistry, version: ModelVersion, job_id: str) -> TrainResult:
     directory = registry.version_dir(version.subject, version.version)
     pngs = tuple(path.read_bytes() for path in sorted(directory.glob("validation-*.png")))
-    return TrainResult(job_id=job_id, version=version, validation_images=pngs)
+    card = directory / REPORT_CARD
+    return TrainResult(
+        job_id=job_id, version=version, validation_images=pngs,
+        report_card=card.read_bytes() if card.is_file() else None,
+    )
 
 
 def prepare_job(
@@ -163,24 +178,46 @@ def prepare_job(
 
 def _train(
     job: TrainingJob, pictures: list[Image.Image], registry: ModelRegistry, reporter: ProgressReporter,
-    tracker: TrainingTracker | None,
+    tracker: TrainingTracker | None, quality: QualitySettings | None,
 ) -> TrainResult:
     class_paths = class_images(job, reporter)
-    steps, final_loss = fit(job, pictures, class_paths, reporter, tracker)
+    steps, final_loss, losses = fit(job, pictures, class_paths, reporter, tracker, candidates=quality is not None)
     free_memory()
     total = job.config.max_steps
+    report = None
+    if quality is not None:
+        reporter.state("saving", step=steps, total=total, message="scoring the new version")
+        report = score_version(job, pictures, quality, losses, steps)
     reporter.state("saving", step=steps, total=total, message="rendering validation images")
     validation = render_validation(job)
-    metadata = version_metadata(job, class_paths, steps, final_loss, tracker)
+    metadata = version_metadata(job, class_paths, steps, final_loss, tracker, report)
     version = registry.publish(job.request.subject, job.request.job_id, metadata)
     if tracker is not None:
         try:  # the version is live: nothing after this may turn the job into a failure
-            _log_outcome(tracker, job, registry, version, validation, metadata)
+            _log_outcome(tracker, job, registry, version, validation, metadata, report)
         except Exception:
             log.exception("logging job %s to W&B failed after publishing (ignored)", job.request.job_id)
     reporter.quietly("done", step=steps, total=total, message=f"version {version.version} is live")
     pngs = tuple(png for _, png in validation)
-    return TrainResult(job_id=job.request.job_id, version=version, validation_images=pngs)
+    return TrainResult(
+        job_id=job.request.job_id, version=version, validation_images=pngs,
+        report_card=report.card if report else None,
+    )
+
+
+def score_version(
+    job: TrainingJob, pictures: list[Image.Image], quality: QualitySettings, losses: list[tuple[int, float]],
+    steps: int,
+) -> QualityOutcome | None:
+    """The quality report, or None when it cannot be made (the models cannot be loaded, say): a report is
+    worth less than the training it describes, so its failure is logged and the version published without."""
+    try:
+        return assess_quality(job, pictures, quality, losses, steps)
+    except Exception:
+        log.exception("job %s: the quality report failed; publishing the version without it", job.request.job_id)
+        return None
+    finally:
+        free_memory()
 
 
 def class_images(job: TrainingJob, reporter: ProgressReporter) -> list[Path]:
@@ -220,25 +257,13 @@ class _ClassRenderer:
         free_memory()
 
 
-def render_images(
-    pipe, prompts: list[str], seeds: list[int], *, side: int, steps: int, guidance: float
-) -> list[Image.Image | None]:
-    """One image per (prompt, seed), each seed in its own CPU generator; None where the checker flagged."""
-    generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds]
-    with torch.inference_mode():
-        output = pipe(
-            prompt=prompts, num_inference_steps=steps, guidance_scale=guidance, generator=generators,
-            width=side, height=side,
-        )
-    flagged = output.nsfw_content_detected or [False] * len(prompts)
-    return [None if flag else image for image, flag in zip(output.images, flagged, strict=True)]
-
-
 def fit(
     job: TrainingJob, pictures: list[Image.Image], class_paths: list[Path], reporter: ProgressReporter,
-    tracker: TrainingTracker | None,
-) -> tuple[int, float | None]:
-    """Train (resuming if a checkpoint exists) and save the LoRA file; returns (steps, final loss)."""
+    tracker: TrainingTracker | None, *, candidates: bool = False,
+) -> tuple[int, float | None, list[tuple[int, float]]]:
+    """Train (resuming if a checkpoint exists) and save the LoRA file; returns (steps, final loss, the
+    (step, loss) of each step this call ran). `candidates`: also write a LoRA file per earlier kept checkpoint.
+    """
     trainer = build_job_trainer(job, pictures, class_paths)
     fingerprint = job_fingerprint(job, class_paths)
     start = resume(trainer, job.staging, fingerprint) or 0
@@ -250,8 +275,10 @@ def fit(
         captions = [f"training image {i}" for i in range(len(pictures))]
         tracker.log_images("train/images", [encode_png(p) for p in pictures], captions, step=start)
     reporter.begin_steps(start)
+    losses: list[tuple[int, float]] = []
 
     def on_step(step: int, loss: float, saved: bool) -> None:
+        losses.append((step, loss))
         if tracker is not None:
             tracker.log_step(step, loss, trainer.lr)
         reporter.step(step, total, loss, trainer.lr, force=saved)
@@ -259,7 +286,10 @@ def fit(
     run_training(trainer, staging=job.staging, fingerprint=fingerprint, on_step=on_step)
     reporter.state("saving", step=trainer.step, total=total, message="saving the LoRA weights")
     save_lora(trainer.models, job.staging, train_text_encoder=job.config.train_text_encoder)
-    return trainer.step, trainer.final_loss
+    if candidates:
+        write_candidates(trainer.models, job.staging, final_step=trainer.step,
+                         train_text_encoder=job.config.train_text_encoder)
+    return trainer.step, trainer.final_loss, losses
 
 
 def build_job_trainer(job: TrainingJob, pictures: list[Image.Image], class_paths: list[Path]) -> Trainer:
@@ -335,7 +365,7 @@ def render_validation(job: TrainingJob) -> list[tuple[str, bytes]]:
 
 def version_metadata(
     job: TrainingJob, class_paths: list[Path], steps: int, final_loss: float | None,
-    tracker: TrainingTracker | None,
+    tracker: TrainingTracker | None, report: QualityOutcome | None = None,
 ) -> VersionMetadata:
     request = job.request
     return VersionMetadata(
@@ -345,16 +375,20 @@ def version_metadata(
         steps=steps, final_loss=final_loss, image_sha256=list(job.image_sha256),
         trained_by=request.requested_by, wandb_url=tracker.url if tracker else None,
         wandb_artifact=tracker.artifact_ref(request.subject, request.job_id) if tracker else None,
+        quality=report.quality if report else None,
     )
 
 
 def _log_outcome(
     tracker: TrainingTracker, job: TrainingJob, registry: ModelRegistry, version: ModelVersion,
-    validation: list[tuple[str, bytes]], metadata: VersionMetadata,
+    validation: list[tuple[str, bytes]], metadata: VersionMetadata, report: QualityOutcome | None,
 ) -> None:
-    """After publishing: validation images and the model artifact (aliases: job id, version-<n>)."""
+    """After publishing: validation images, the quality report and the model artifact (aliases: job id,
+    version-<n>)."""
     captions, pngs = [prompt for prompt, _ in validation], [png for _, png in validation]
     tracker.log_images("validation/images", pngs, captions, step=version.steps)
+    if report is not None:
+        tracker.log_quality(report.quality, report.rows(job.validation_prompts), report.card, step=version.steps)
     weights = registry.version_dir(version.subject, version.version) / WEIGHTS_NAME
     tracker.log_model(
         weights, subject=version.subject, job_id=job.request.job_id, version=version.version,

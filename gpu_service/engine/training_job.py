@@ -10,6 +10,7 @@ import asyncio
 
 from gpu_service.client import TrainProgressCallback
 from gpu_service.engine.train_config import training_config
+from gpu_service.engine.train_quality import QualitySettings
 from gpu_service.engine.train_wandb import TrainingTracker, WandbTrainingConfig
 from gpu_service.engine.training import previous_result, train_version
 from gpu_service.intake import collect_images
@@ -49,7 +50,17 @@ def run_training_job(
         registry=registry, config=config,
         instance_prefix=settings.INSTANCE_PREFIX, instance_postfix=settings.INSTANCE_POSTFIX,
         class_cache_dir=settings.class_cache_dir, on_progress=on_progress, tracker=tracker,
-        token=token.get_secret_value() if token else None,
+        token=token.get_secret_value() if token else None, quality=quality_settings(settings),
     )
     rejected = tuple(f"{rejection.name}: {rejection.reason}" for rejection in intake.rejected)
     return result.model_copy(update={"rejected_images": result.rejected_images + rejected})
+
+
+def quality_settings(settings: Settings) -> QualitySettings | None:
+    """What the post-training report uses; None when QUALITY_ENABLED is off."""
+    if not settings.QUALITY_ENABLED:
+        return None
+    return QualitySettings(
+        clip_model=settings.QUALITY_CLIP_MODEL, dino_model=settings.QUALITY_DINO_MODEL,
+        samples=settings.QUALITY_SAMPLES,
+    )
