@@ -18,7 +18,6 @@ from commands.subjects import SubjectCatalog
 from commands.train import TrainDefaults, TrainingService
 from commands.wandb_log import WandbConfig, WandbGenerationLog
 from gpu_service.client import GpuClient
-from gpu_service.intake import Resolver
 from gpu_service.intake.policy import intake_policy
 from gpu_service.schemas import GenerateRequest
 from gpu_service.settings import Settings
@@ -81,9 +80,7 @@ def queue_limits(settings: BotSettings) -> QueueLimits:
     )
 
 
-def make_app_services(
-    settings: BotSettings, gpu: GpuClient | None = None, *, resolver: Resolver | None = None
-) -> AppServices:
+def make_app_services(settings: BotSettings, gpu: GpuClient | None = None) -> AppServices:
     gpu = gpu or make_gpu_client(settings)
     generation_log = WandbGenerationLog(wandb_config(settings))
     jobs = JobStore(settings.DATA_DIR / "jobs.sqlite3")
@@ -103,7 +100,7 @@ def make_app_services(
     )
     training = TrainingService(
         gpu, jobs, subjects, policy=intake_policy(settings), defaults=defaults,
-        jobs_dir=settings.DATA_DIR / "jobs", timeout_s=settings.TRAIN_TIMEOUT_S, resolver=resolver,
+        jobs_dir=settings.DATA_DIR / "jobs", timeout_s=settings.TRAIN_TIMEOUT_S,
     )
     actions = ActionService(jobs, qwerty, community, images)
     admin = AdminService(gpu, subjects, queue, training, jobs)

@@ -7,8 +7,8 @@ Withheld images are never written: there is nothing to share or vary.
 
 Retention: `prune(max_age_s)` removes files older than IMAGE_RETENTION_DAYS (the bot runs it at start).
 A click on an older message still works in Discord: the bot then downloads the image from the message's
-own attachment (see bot/components.py), so the store is a fast path, not the only copy. Deleting a
-generation (its Delete button) removes its files here at once.
+own attachment (`ButtonDesk.fetch_image` in bot/buttons.py), so the store is a fast path, not the only
+copy. Deleting a generation (its Delete button) removes its files here at once.
 """
 
 from __future__ import annotations

@@ -75,8 +75,7 @@ class Admission:
 class QwertyService:
     def __init__(
         self, client: GpuClient, queue: FairQueue, jobs: JobStore, log: GenerationLog, *, default_subject: str,
-        timeout_s: float = 300.0, images: ImageStore | None = None, catalog: SubjectCatalog | None = None,
-        prompt_check: PromptCheck | None = None,
+        images: ImageStore, catalog: SubjectCatalog, prompt_check: PromptCheck, timeout_s: float = 300.0,
     ) -> None:
         self.client = client
         self.default_subject = default_subject
@@ -92,8 +91,7 @@ class QwertyService:
         """Validate, check the prompt and take a place in the queue; InvalidRequest (a banned word among
         them) or LimitReached, before any ack and any GPU time."""
         request = self.build_request(options)
-        if self.prompt_check is not None:
-            self.prompt_check(context, request)
+        self.prompt_check(context, request)
         ticket = self.queue.reserve(context.user_id or context.front_end)
         return Admission(new_id(), request, context, ticket, source_row_id)
 
@@ -142,8 +140,6 @@ class QwertyService:
             await self.jobs.update(generation.generation_id, message_id=message_id)
 
     async def _keep_images(self, generation: Generation) -> None:
-        if self.images is None:
-            return
         try:
             await asyncio.to_thread(self.images.save, generation)
         except OSError:  # the member still gets the images; Share falls back to the message's copy
@@ -151,7 +147,7 @@ class QwertyService:
 
     async def _pinned(self, request: GenerateRequest) -> GenerateRequest:
         """Name the live version of the subject (see the module docstring); unknown: leave it to the backend."""
-        if self.catalog is None or request.subject_version is not None:
+        if request.subject_version is not None:
             return request
         live = await self.catalog.live_version(request.subject)
         return request if live is None else request.model_copy(update={"subject_version": live})

@@ -31,7 +31,7 @@ from commands.subjects import SubjectCatalog
 from commands.validation import build
 from gpu_service.client import GpuClient, TrainProgressCallback
 from gpu_service.errors import GpuBusy, GpuTimeout, IntakeError, InvalidRequest, TrainingFailed
-from gpu_service.intake import IntakePolicy, Rejection, Resolver, collect_images
+from gpu_service.intake import IntakePolicy, Rejection, collect_images
 from gpu_service.leases import TrainingLease, TrainingLeases
 from gpu_service.schemas import ImageSource, TrainProgress, TrainRequest, TrainResult
 from gpu_service.settings import SUBJECT_PATTERN
@@ -89,7 +89,7 @@ class PreparedTraining:
 class TrainingService:
     def __init__(
         self, client: GpuClient, jobs: JobStore, catalog: SubjectCatalog, *, policy: IntakePolicy,
-        defaults: TrainDefaults, jobs_dir: Path, timeout_s: float = 7200.0, resolver: Resolver | None = None,
+        defaults: TrainDefaults, jobs_dir: Path, timeout_s: float = 7200.0,
     ) -> None:
         self.client = client
         self.jobs = jobs
@@ -98,7 +98,6 @@ class TrainingService:
         self.defaults = defaults
         self.jobs_dir = Path(jobs_dir)
         self.timeout_s = timeout_s
-        self.resolver = resolver
         self.leases = TrainingLeases()
         self._live: dict[str, RunningTraining] = {}  # job id -> latest progress, for /status
 
@@ -139,7 +138,7 @@ class TrainingService:
         request = await self._checked_request(lease.subject, options, context)
         sources = self._sources(lease.subject, options)
         try:
-            intake = await collect_images(sources, self.policy, resolver=self.resolver)
+            intake = await collect_images(sources, self.policy)
         except IntakeError as error:
             raise IntakeError(_with_rejections(error.message, options.pre_rejected)) from None
         images = tuple(ImageSource(data=image.png, name=image.name) for image in intake.images)

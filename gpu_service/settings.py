@@ -12,7 +12,7 @@ SUBJECT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 
 
 class Settings(BaseSettings):
-    """Every setting the old demo had, plus what the service needs. Names are the environment's names."""
+    """Every setting of the product and the GPU service. Names are the environment's names."""
 
     model_config = SettingsConfigDict(
         env_file=(".env", ".env.secrets"),

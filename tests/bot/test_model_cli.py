@@ -1,4 +1,4 @@
-"""`python -m bot model` (`make model`): the old demo's training target, from IMAGES_FILE_URL or files."""
+"""`python -m bot model` (`make model`): the training target, from IMAGES_FILE_URL or files."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@
         # a subprocess bot: env={**os.environ, **stub.bot_env()}
         # an in-process bot: `with discord_py_pointed_at(stub): await client.start(token)`
         await stub.wait_connected()
-        interaction = await stub.slash_command("qwerty", {"prompt": "a cat", "steps": 4})
+        interaction = await stub.slash_command("qwerty", {"prompt_prefix": "a photo of a", "steps": 4})
         ack = await interaction.wait_ack()          # ack.callback_type == 5, ack.at - interaction.sent_at
         result = await interaction.wait_response()  # result.files[0].data == the PNG the bot sent
 
