@@ -103,7 +103,7 @@ def make_app_services(settings: BotSettings, gpu: GpuClient | None = None) -> Ap
         jobs_dir=settings.DATA_DIR / "jobs", timeout_s=settings.TRAIN_TIMEOUT_S,
     )
     actions = ActionService(jobs, qwerty, community, images)
-    admin = AdminService(gpu, subjects, queue, training, jobs)
+    admin = AdminService(gpu, subjects, queue, training, jobs, generation_log.stats)
     return AppServices(settings, gpu, generation_log, jobs, queue, subjects, qwerty, training, community, images,
                        actions, admin)
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from commands.jobs import JobRecord, JobStore
 from commands.queue import FairQueue
 from commands.subjects import SubjectCatalog
 from commands.train import RunningTraining, TrainingService, progress_summary
+from commands.wandb_log import LogStats
 from gpu_service.client import GpuClient
 from gpu_service.errors import InvalidRequest, SubjectNotFound
 from gpu_service.schemas import ModelVersion, ServiceStatus
@@ -36,17 +37,20 @@ class StatusReport:
     waiting: int
     trainings: tuple[RunningTraining, ...]  # in this process, with progress
     elsewhere: tuple[JobRecord, ...]  # trainings the job store says are running in another process
+    generation_log: LogStats | None = None  # what became of the W&B rows; None when not known
 
 
 class AdminService:
     def __init__(
         self, gpu: GpuClient, catalog: SubjectCatalog, queue: FairQueue, training: TrainingService, jobs: JobStore,
+        log_stats: Callable[[], LogStats] | None = None,
     ) -> None:
         self.gpu = gpu
         self.catalog = catalog
         self.queue = queue
         self.training = training
         self.jobs = jobs
+        self.log_stats = log_stats
 
     async def models(self) -> list[ModelVersion]:
         """Every version of every subject, fresh from the registry."""
@@ -84,7 +88,8 @@ class AdminService:
         here = tuple(self.training.running())
         ids = {training.job_id for training in here}
         elsewhere = tuple(r for r in await self.jobs.unfinished() if r.kind == "train" and r.job_id not in ids)
-        return StatusReport(service, self.queue.running_count, self.queue.waiting_count, here, elsewhere)
+        stats = self.log_stats() if self.log_stats is not None else None
+        return StatusReport(service, self.queue.running_count, self.queue.waiting_count, here, elsewhere, stats)
 
 
 def models_text(versions: Sequence[ModelVersion]) -> str:
@@ -134,6 +139,9 @@ def status_text(report: StatusReport) -> str:
     detail = f" ({service.detail})" if service.detail else ""
     lines = [f"GPU backend `{service.backend}`: {reach}, {warmth}{detail}",
              f"Queue: {report.running} running, {report.waiting} waiting"]
+    lines += [f"Damaged LoRA, set aside: {bad}" for bad in service.bad_versions]
+    if report.generation_log is not None:
+        lines.append(generation_log_text(report.generation_log))
     if not report.trainings and not report.elsewhere:
         lines.append("Trainings: none running")
     for training in report.trainings:
@@ -143,6 +151,12 @@ def status_text(report: StatusReport) -> str:
         lines.append(f"Training `{subject}` (job `{record.job_id}`): {record.state}, as the {record.front_end} "
                      "recorded it (no progress here)")
     return "\n".join(lines)
+
+
+def generation_log_text(stats: LogStats) -> str:
+    state = "down, retrying" if stats.down else "up"
+    return (f"W&B log: {state}; {stats.rows_logged} row(s) logged, {stats.rows_waiting} waiting, "
+            f"{stats.rows_buffered} held while it was down, {stats.rows_dropped} dropped")
 
 
 def progress_text(training: RunningTraining) -> str:

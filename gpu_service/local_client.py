@@ -82,6 +82,7 @@ class LocalGpuClient:
         return ServiceStatus(
             backend="local", reachable=True, warm=warm,
             detail=f"{self.settings.BASE_MODEL} {state}; {self.service.queued()} queued",
+            bad_versions=tuple(self.service.bad_versions()),
         )
 
     async def close(self) -> None:

@@ -12,6 +12,7 @@ from commands.admin import Rollback, StatusReport, models_text, rollback_text, s
 from commands.context import RequestContext
 from commands.jobs import JobRecord
 from commands.train import RunningTraining
+from commands.wandb_log import LogStats
 from gpu_service.errors import InvalidRequest, SubjectNotFound
 from gpu_service.schemas import ImageSource, ModelVersion, ServiceStatus, TrainProgress, TrainRequest
 from tests.support.sleepy_gpu import SleepyGpu
@@ -78,3 +79,18 @@ async def test_status_answers_even_when_the_backend_does_not(app):
 
 def test_rollback_text_names_the_previous_version():
     assert rollback_text(Rollback(3, version(2, True))) == "`qwerty` v2 is live now (was v3): the next /qwerty uses it."
+
+
+def test_status_text_lists_damaged_versions_and_the_generation_log():
+    service = ServiceStatus(backend="local", reachable=True, warm=True, bad_versions=("qwerty v3: checksum mismatch",))
+    stats = LogStats(rows_logged=7, rows_buffered=2, rows_dropped=1, rows_waiting=0, down=True)
+    lines = status_text(StatusReport(service, 0, 0, (), (), stats)).splitlines()
+    assert "Damaged LoRA, set aside: qwerty v3: checksum mismatch" in lines
+    assert "W&B log: down, retrying; 7 row(s) logged, 0 waiting, 2 held while it was down, 1 dropped" in lines
+
+
+async def test_status_reports_the_generation_logs_counts(app):
+    services, _ = app
+    report = await services.admin.status()
+    assert report.generation_log == services.generation_log.stats()
+    assert "W&B log: up; 0 row(s) logged" in status_text(report)
