@@ -44,12 +44,12 @@ class AdminDesk:
 
     async def gallery(self, interaction: discord.Interaction, channel: discord.abc.GuildChannel) -> None:
         guild_id = self.guild_admin(interaction, "set the gallery channel")
-        self.community.set_gallery_channel(guild_id, str(channel.id))
+        await self.community.set_gallery_channel(guild_id, str(channel.id))
         await answer(interaction, f"Shared images now go to <#{channel.id}>.")
 
     async def spoiler(self, interaction: discord.Interaction, on: bool) -> None:
         guild_id = self.guild_admin(interaction, "change the spoiler setting")
-        self.community.set_spoiler(guild_id, on)
+        await self.community.set_spoiler(guild_id, on)
         state = "now sent as spoilers (blurred until clicked)" if on else "no longer sent as spoilers"
         await answer(interaction, f"New pictures and gallery posts are {state}.")
 
@@ -60,10 +60,10 @@ class AdminDesk:
             raise CommunityError(f"Give the words to {action}, separated by commas: `words:one, two`.")
         user_id = str(interaction.user.id)
         if action == "add":
-            done = self.community.add_banned_words(guild_id, entries, by=user_id)
+            done = await self.community.add_banned_words(guild_id, entries, by=user_id)
             text = banned_change("Banned", done, len(entries))
         elif action == "remove":
-            done = self.community.remove_banned_words(guild_id, entries)
+            done = await self.community.remove_banned_words(guild_id, entries)
             text = banned_change("No longer banned", done, len(entries))
         else:
             listed = self.community.banned_words(guild_id)
@@ -72,7 +72,7 @@ class AdminDesk:
         await answer(interaction, text)
 
     async def top(self, interaction: discord.Interaction, period: str) -> None:
-        entries = self.community.top(guild_of(interaction), period)  # type: ignore[arg-type]
+        entries = await self.community.top(guild_of(interaction), period)  # type: ignore[arg-type]
         await answer(interaction, render.top_text(entries, period), ephemeral=False)
 
     async def models(self, interaction: discord.Interaction) -> None:

@@ -81,20 +81,20 @@ class ButtonDesk:
             await self._pick(interaction, Action.SHARE, stored)
             return
         guild_id = str(interaction.guild_id or "")
-        decision = self.actions.begin_share(stored, index, guild_id, str(interaction.user.id))
+        decision = await self.actions.begin_share(stored, index, guild_id, str(interaction.user.id))
         if not decision.should_post:
             await interaction.response.send_message(decision.message, ephemeral=True)
             return
         try:
             await interaction.response.defer(ephemeral=True, thinking=True)
         except BaseException:
-            self.app.community.abandon_share(decision.share.share_id)
+            await self.app.community.abandon_share(decision.share.share_id)
             raise
         share = await self.actions.post_share(decision, self._post, self.fetch_image, self._retract)
         await interaction.edit_original_response(content=f"Shared to the gallery: {share.link}")
 
     async def _post(self, share: Share, png: bytes) -> tuple[str, str]:
-        spoiler = self.app.community.spoiler(share.guild_id)
+        spoiler = await self.app.community.spoiler(share.guild_id)
         channel = self.client.get_partial_messageable(int(share.channel_id), guild_id=int(share.guild_id))
         extension = "png" if png.startswith(b"\x89PNG") else "jpg"
         name = f"{'SPOILER_' if spoiler else ''}{share.row_id}.{extension}"
@@ -148,7 +148,7 @@ class ButtonDesk:
     # The gallery's buttons
 
     async def vote(self, interaction: discord.Interaction, share_id: str) -> None:
-        outcome = self.actions.vote(str(interaction.guild_id or ""), share_id, str(interaction.user.id))
+        outcome = await self.actions.vote(str(interaction.guild_id or ""), share_id, str(interaction.user.id))
         if outcome.counted:
             await interaction.response.edit_message(view=gallery_view(share_id, outcome.total))
         else:
@@ -159,7 +159,7 @@ class ButtonDesk:
 
     async def remove(self, interaction: discord.Interaction, share_id: str) -> None:
         guild_id, user_id = str(interaction.guild_id or ""), str(interaction.user.id)
-        share = self.actions.remove(guild_id, share_id, user_id, moderator=moderator(interaction))
+        share = await self.actions.remove(guild_id, share_id, user_id, moderator=moderator(interaction))
         await interaction.response.defer(ephemeral=True, thinking=True)
         if interaction.message is not None:
             try:

@@ -62,7 +62,7 @@ class GenerationDelivery:
         )
         async with progress:
             generation = await self.qwerty.run(admission, lambda update: progress.show(render.queue_update(update)))
-        spoiler = self.community.spoiler(generation.context.guild_id)
+        spoiler = await self.community.spoiler(generation.context.guild_id)
         reply = render.generation_reply(generation, interaction.filesize_limit, spoiler=spoiler)
         shown = [image.index for image in generation.result.images if image.png is not None]
         message = await interaction.followup.send(

@@ -62,10 +62,10 @@ class ShellActions:
 
     async def do_share(self, options: dict[str, Any]) -> None:
         stored = await self.actions.load(options["job"])
-        if self.community.gallery_channel(GUILD) is None:
-            self.community.set_gallery_channel(GUILD, GALLERY)
+        if await self.community.gallery_channel(GUILD) is None:
+            await self.community.set_gallery_channel(GUILD, GALLERY)
         index = options.get("image", stored.visible[0] if stored.visible else 0)
-        decision = self.actions.begin_share(stored, index, GUILD, self.user)
+        decision = await self.actions.begin_share(stored, index, GUILD, self.user)
         if not decision.should_post:
             where = self.gallery_dir / f"{decision.share.row_id}.png"
             self.say(f"already in the gallery: {where} (share {decision.share.share_id})"
@@ -91,17 +91,17 @@ class ShellActions:
         self.say(f"deleted job {stored.job_id} ({len(stored.row_ids)} image(s))")
 
     async def do_vote(self, options: dict[str, Any]) -> None:
-        outcome = self.actions.vote(GUILD, options["share"], self.user)
+        outcome = await self.actions.vote(GUILD, options["share"], self.user)
         self.say(f"{'voted' if outcome.counted else 'you already voted'}: {outcome.total} vote(s)")
 
     async def do_remove(self, options: dict[str, Any]) -> None:
-        share = self.actions.remove(GUILD, options["share"], self.user, moderator=True)
+        share = await self.actions.remove(GUILD, options["share"], self.user, moderator=True)
         (self.gallery_dir / f"{share.row_id}.png").unlink(missing_ok=True)
         self.say(f"removed share {share.share_id} ({share.row_id}) from the gallery and from /top")
 
     async def do_top(self, options: dict[str, Any]) -> None:
         period = options.get("period", "week")
-        entries = self.community.top(GUILD, period)
+        entries = await self.community.top(GUILD, period)
         if not entries:
             self.say(f"no images shared ({period}) yet")
         for rank, entry in enumerate(entries, start=1):
@@ -110,9 +110,11 @@ class ShellActions:
     async def do_banned(self, options: dict[str, Any]) -> None:
         action, words = options["action"], parse_word_list(options.get("words", ""))
         if action == "add":
-            self.say(f"banned: {', '.join(self.community.add_banned_words(GUILD, words, by=self.user)) or 'nothing new'}")
+            added = await self.community.add_banned_words(GUILD, words, by=self.user)
+            self.say(f"banned: {', '.join(added) or 'nothing new'}")
         elif action == "remove":
-            self.say(f"no longer banned: {', '.join(self.community.remove_banned_words(GUILD, words)) or 'nothing'}")
+            removed = await self.community.remove_banned_words(GUILD, words)
+            self.say(f"no longer banned: {', '.join(removed) or 'nothing'}")
         elif action == "list":
             self.say(f"banned words: {', '.join(self.community.banned_words(GUILD)) or 'none'}")
         else:

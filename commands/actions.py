@@ -153,10 +153,10 @@ class ActionService:
 
     # Share
 
-    def begin_share(self, stored: StoredGeneration, index: int, guild_id: str, shared_by: str) -> ShareDecision:
+    async def begin_share(self, stored: StoredGeneration, index: int, guild_id: str, shared_by: str) -> ShareDecision:
         """Claim image `index` for the guild's gallery (once); withheld images are refused."""
         row_id = stored.row_id(index)  # ImageWithheld for a withheld one
-        return self.community.begin_share(
+        return await self.community.begin_share(
             guild_id, row_id, shared_by, stored.requester, stored.prompt, stored.seeds[index], stored.subject,
             stored.version, source_link=stored.link,
         )
@@ -170,10 +170,10 @@ class ActionService:
             png = await self.image(share.row_id, fetch)
             channel_id, message_id = await post(share, png)
         except BaseException:
-            self.community.abandon_share(share.share_id)
+            await self.community.abandon_share(share.share_id)
             raise
         try:
-            return self.community.confirm_posted(share.share_id, channel_id, message_id)
+            return await self.community.confirm_posted(share.share_id, channel_id, message_id)
         except ShareNotFound:
             if retract is not None:  # the claim was taken over meanwhile: leave no orphan post
                 await retract(channel_id, message_id)
@@ -193,11 +193,11 @@ class ActionService:
 
     # The gallery's buttons
 
-    def vote(self, guild_id: str, share_id: str, user_id: str) -> VoteOutcome:
-        return self.community.vote(guild_id, share_id, user_id)
+    async def vote(self, guild_id: str, share_id: str, user_id: str) -> VoteOutcome:
+        return await self.community.vote(guild_id, share_id, user_id)
 
-    def remove(self, guild_id: str, share_id: str, user_id: str, *, moderator: bool) -> Share:
+    async def remove(self, guild_id: str, share_id: str, user_id: str, *, moderator: bool) -> Share:
         """A moderator takes a gallery post down (out of /top too); the front end deletes the message."""
         if not can_remove_post(moderator):
             raise NotAuthorized(REMOVE_REFUSED)
-        return self.community.remove_post(guild_id, share_id, user_id)
+        return await self.community.remove_post(guild_id, share_id, user_id)

@@ -61,17 +61,52 @@ def _join_single_letters(words: Sequence[str]) -> list[str]:
     return joined
 
 
-def _contains(words: Sequence[str], phrase: Sequence[str]) -> bool:
-    size = len(phrase)
-    return any(list(words[start:start + size]) == list(phrase) for start in range(len(words) - size + 1))
+class BannedList:
+    """One guild's banned entries, compiled once: a trie over words, so checking a text costs time
+    linear in its length whatever the number of entries (each start walks at most one entry's words)."""
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        self.entries = tuple(dict.fromkeys(entry for entry in entries if entry))
+        self._rank = {entry: rank for rank, entry in enumerate(self.entries)}
+        self._root: dict = {}
+        for entry in self.entries:
+            node = self._root
+            for word in entry.split():
+                node = node.setdefault(word, {})
+            node[_END] = entry
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
+
+    def find(self, *texts: str) -> str | None:
+        """The first entry (in the list's order) found in the first text that has one; None when clean."""
+        if not self.entries:
+            return None
+        for text in texts:
+            for words in _readings(text):
+                found = self.find_in_words(words)
+                if found is not None:
+                    return found
+        return None
+
+    def find_in_words(self, words: Sequence[str]) -> str | None:
+        """The entry of lowest rank that appears as consecutive whole words."""
+        best: str | None = None
+        size = len(words)
+        for start in range(size):
+            node = self._root
+            position = start
+            while position < size and (node := node.get(words[position])) is not None:
+                position += 1
+                entry = node.get(_END)
+                if entry is not None and (best is None or self._rank[entry] < self._rank[best]):
+                    best = entry
+        return best
+
+
+_END = ""  # a trie key no word can be: words hold at least one letter or digit
 
 
 def find_banned(banned: Iterable[str], *texts: str) -> str | None:
     """The first banned entry found in any of the texts, as stored; None when all are clean."""
-    phrases = [(entry, entry.split()) for entry in banned if entry]
-    for text in texts:
-        for words in _readings(text):
-            for entry, phrase in phrases:
-                if _contains(words, phrase):
-                    return entry
-    return None
+    return BannedList(banned).find(*texts)

@@ -1,19 +1,25 @@
 """The gallery, votes and moderation, independent of Discord: the bot and the shell call this.
 
-Methods are synchronous (each one short SQLite transaction; see `store`). Permission checks belong to
-the caller (see `access`); the service records who acted. Every share, vote, unvote, removal and
+Methods that read or write the SQLite file are coroutines that run their transaction in a worker
+thread (`asyncio.to_thread`), so no caller blocks the event loop on it. The banned-word lists are held
+in memory, compiled, loaded once at construction and replaced on every add or remove, so the check
+made before Discord's acknowledgement (`check_prompt`) is synchronous and does no I/O. Permission
+checks belong to the caller (see `access`); the service records who acted. Every share, vote, unvote, removal and
 deletion is logged as a `CommunityEvent` against the generation's row id.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import re
+import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
-from typing import Literal, Protocol
+from typing import Literal, ParamSpec, Protocol, TypeVar
 
 from commands.community import moderation
 from commands.community.errors import (
@@ -29,6 +35,7 @@ PENDING_TIMEOUT_S = 10 * MINUTES
 Period = Literal["day", "week", "all"]
 PERIODS: dict[str, timedelta | None] = {"day": timedelta(days=1), "week": timedelta(days=7), "all": None}
 MAX_TOP = 25
+_NO_BANNED_WORDS = moderation.BannedList(())
 _DECISIONS = {"claimed": "post", "posted": "already_shared", "pending": "in_progress"}
 
 
@@ -39,6 +46,20 @@ class EventLog(Protocol):
 
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _in_thread(method: Callable[_P, _R]) -> Callable[_P, Awaitable[_R]]:
+    """The method as a coroutine that runs it in a worker thread (the store is thread-safe)."""
+
+    @functools.wraps(method)
+    async def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return await asyncio.to_thread(method, *args, **kwargs)
+
+    return run
 
 
 @dataclass(frozen=True)
@@ -96,25 +117,32 @@ class CommunityService:
         self.events = events
         self.clock = clock
         self.pending_timeout_s = pending_timeout_s
+        self._banned_lock = threading.Lock()  # a store change and its cache update, as one step
+        self._banned = {guild: moderation.BannedList(words) for guild, words in store.banned_words_by_guild().items()}
 
     # Gallery channel and spoiler setting
 
+    @_in_thread
     def set_gallery_channel(self, guild_id: str, channel_id: str | None) -> None:
         """None turns the gallery off (Share is refused until a channel is set again)."""
         self.store.set_gallery_channel(guild_id, channel_id)
 
+    @_in_thread
     def gallery_channel(self, guild_id: str) -> str | None:
         return self.store.gallery_channel(guild_id)
 
+    @_in_thread
     def set_spoiler(self, guild_id: str, on: bool) -> None:
         self.store.set_spoiler(guild_id, on)
 
+    @_in_thread
     def spoiler(self, guild_id: str) -> bool:
         """Whether this guild's images (generation replies and gallery posts) go out as spoilers."""
         return self.store.spoiler(guild_id)
 
     # Sharing
 
+    @_in_thread
     def begin_share(
         self,
         guild_id: str,
@@ -147,6 +175,7 @@ class CommunityService:
             raise ShareRemoved("A moderator removed this image from the gallery; it can't be shared again.")
         return ShareDecision(_DECISIONS[kind], share)
 
+    @_in_thread
     def confirm_posted(self, share_id: str, channel_id: str, message_id: str) -> Share:
         """The bot posted the share: record where, and log the share. Idempotent for the same post.
 
@@ -163,12 +192,14 @@ class CommunityService:
                   f"share_id={share.share_id} creator={share.creator_id} link={share.link}")
         return share
 
+    @_in_thread
     def abandon_share(self, share_id: str) -> bool:
         """Posting failed: forget the claim so a later Share works. False when nothing was dropped."""
         return self.store.drop_claim(share_id)
 
     # Votes and /top
 
+    @_in_thread
     def vote(self, guild_id: str, post: str, user_id: str) -> VoteOutcome:
         """One vote per member per post: a second vote is not counted (counted=False)."""
         share = self._live_share(guild_id, post)
@@ -177,6 +208,7 @@ class CommunityService:
             self._log("vote", share, user_id, f"share_id={share.share_id} votes={total}")
         return VoteOutcome(counted, total)
 
+    @_in_thread
     def unvote(self, guild_id: str, post: str, user_id: str) -> VoteOutcome:
         """Take a vote back (a removed reaction); counted=False when the member had not voted."""
         share = self._live_share(guild_id, post)
@@ -185,10 +217,12 @@ class CommunityService:
             self._log("unvote", share, user_id, f"share_id={share.share_id} votes={total}")
         return VoteOutcome(counted, total)
 
+    @_in_thread
     def votes(self, guild_id: str, post: str) -> int:
         share = self.store.find_share(guild_id, post)
         return 0 if share is None else self.store.votes(share.share_id)
 
+    @_in_thread
     def top(
         self, guild_id: str, period: Period = "all", limit: int = 10, now: datetime | None = None
     ) -> list[TopEntry]:
@@ -208,6 +242,7 @@ class CommunityService:
 
     # Moderation
 
+    @_in_thread
     def remove_post(self, guild_id: str, post: str, by: str) -> Share:
         """Take a gallery post down (out of /top, no more votes or re-shares); the bot deletes the
         message. The caller checks the moderator permission. Repeating it changes nothing."""
@@ -224,24 +259,35 @@ class CommunityService:
         for row_id in row_ids:
             self._emit(CommunityEvent("delete", row_id, user_id, guild_id))
 
+    @_in_thread
     def add_banned_words(self, guild_id: str, words: Iterable[str], *, by: str = "") -> list[str]:
         """Ban words or short phrases (normalized); returns the ones that were not banned yet."""
         normalized = [self._normalized(word) for word in words]
-        if len(self.store.banned_words(guild_id)) + len(set(normalized)) > moderation.MAX_WORDS_PER_GUILD:
-            raise CommunityError(f"A server can ban at most {moderation.MAX_WORDS_PER_GUILD} words.")
-        return self.store.add_banned_words(guild_id, normalized, by, self.clock().timestamp())
+        with self._banned_lock:
+            current = self.store.banned_words(guild_id)
+            if len(current) + len(set(normalized) - set(current)) > moderation.MAX_WORDS_PER_GUILD:
+                raise CommunityError(f"A server can ban at most {moderation.MAX_WORDS_PER_GUILD} words.")
+            added = self.store.add_banned_words(guild_id, normalized, by, self.clock().timestamp())
+            self._reload_banned(guild_id)
+        return added
 
+    @_in_thread
     def remove_banned_words(self, guild_id: str, words: Iterable[str]) -> list[str]:
         """Returns the ones that were banned and no longer are."""
-        return self.store.remove_banned_words(guild_id, [moderation.normalize_word(word) for word in words])
+        with self._banned_lock:
+            removed = self.store.remove_banned_words(guild_id, [moderation.normalize_word(word) for word in words])
+            self._reload_banned(guild_id)
+        return removed
 
     def banned_words(self, guild_id: str) -> list[str]:
-        return self.store.banned_words(guild_id)
+        """The guild's banned entries, sorted, from memory."""
+        return list(self._banned_list(guild_id).entries)
 
     def check_prompt(self, guild_id: str, *texts: str) -> None:
         """Raise BannedWordError, naming the word, when any text (prefix, postfix, negative prompt)
-        uses a banned word; call it before any GPU time is spent."""
-        word = moderation.find_banned(self.store.banned_words(guild_id), *texts)
+        uses a banned word; call it before any GPU time is spent. No I/O: the compiled list is in memory,
+        so it can run on the event loop before the acknowledgement."""
+        word = self._banned_list(guild_id).find(*texts)
         if word is not None:
             raise BannedWordError(word)
 
@@ -255,6 +301,13 @@ class CommunityService:
         if len(normalized) > moderation.MAX_WORD_LENGTH:
             raise CommunityError(f"A banned word can be at most {moderation.MAX_WORD_LENGTH} characters.")
         return normalized
+
+    def _banned_list(self, guild_id: str) -> moderation.BannedList:
+        return self._banned.get(guild_id, _NO_BANNED_WORDS)
+
+    def _reload_banned(self, guild_id: str) -> None:
+        """Compile the guild's list again from the store, the one source of truth (called under the lock)."""
+        self._banned[guild_id] = moderation.BannedList(self.store.banned_words(guild_id))
 
     def _live_share(self, guild_id: str, post: str) -> Share:
         share = self.store.find_share(guild_id, post)

@@ -225,6 +225,15 @@ class CommunityStore:
             ).fetchall()
         return [word for (word,) in rows]
 
+    def banned_words_by_guild(self) -> dict[str, list[str]]:
+        """Every guild's banned words (a guild with none is left out)."""
+        with self._locked() as db:
+            rows = db.execute("SELECT guild_id, word FROM banned_words ORDER BY guild_id, word").fetchall()
+        by_guild: dict[str, list[str]] = {}
+        for guild_id, word in rows:
+            by_guild.setdefault(guild_id, []).append(word)
+        return by_guild
+
     def add_banned_words(self, guild_id: str, words: Iterable[str], by: str, at: float) -> list[str]:
         """The words that were not banned yet, now banned."""
         added = []
