@@ -12,10 +12,15 @@
    the caller logs it, as an outage an operator should see.
 6. TimeoutError raised on our side (a wait of ours ran out): "timed out".
 7. Anything else is unexpected: a short apology with a reference the logs carry; the caller logs it.
+
+Every message is cleaned before anyone reads it (`scrub`): links lose their user:password@ and query
+string, file paths and raw exception text (a service message that quotes one, "(KeyError: ...)") are
+replaced by a reference id, and the reply is marked unexpected so the caller logs the original with it.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -30,6 +35,11 @@ from gpu_service.errors import (
     ModelNotDeployed,
     PromptTooLong,
 )
+from gpu_service.intake import redact_url
+
+_LINK = re.compile(r"[a-z][a-z0-9+.-]*://[^\s<>`'\"]+", re.IGNORECASE)
+_PATH = re.compile(r"(?<![\w:/.~])(?:~|[A-Za-z]:)?(?:[/\\][\w.@+-]+){2,}[/\\]?")
+_EXCEPTION_DETAIL = re.compile(r"\(\s*[\w.]*(?:Error|Exception|Exit|Interrupt)\b\s*:")
 
 
 class MemberError(Exception):
@@ -58,7 +68,47 @@ _ADVICE: tuple[tuple[type[GpuServiceError], str], ...] = (
 
 
 def reply_for(error: BaseException) -> ErrorReply:
-    """What to tell the member about `error` (see the module docstring for the order)."""
+    """What to tell the member about `error` (see the module docstring for the order), cleaned by `scrub`."""
+    reply = _reply(error)
+    text, private = scrub(reply.text)
+    if not private:
+        return ErrorReply(text, reply.ephemeral, reply.unexpected, reply.reference)
+    reference = reply.reference or secrets.token_hex(4)
+    if reference not in text:
+        text = f"{text} (Reference `{reference}`: the details are in the log.)"
+    return ErrorReply(text, reply.ephemeral, unexpected=True, reference=reference)
+
+
+def scrub(text: str) -> tuple[str, bool]:
+    """`text` with links redacted, file paths as "a file" and quoted exception text left out; whether either
+    of the last two was there (then the original belongs in the log, not in the reply)."""
+    text = _LINK.sub(_redacted, text)
+    cleaned = _PATH.sub("a file", _without_exception_detail(text))
+    return cleaned, cleaned != text
+
+
+def _redacted(match: re.Match) -> str:
+    link = match.group(0)
+    trailing = link[len(link.rstrip(".,:;!?)")):]  # sentence punctuation after a link is not part of it
+    return redact_url(link[: len(link) - len(trailing)]) + trailing
+
+
+def _without_exception_detail(text: str) -> str:
+    """Each " (SomeError: ...)" left out, to its closing parenthesis (or the end when it has none)."""
+    match = _EXCEPTION_DETAIL.search(text)
+    while match is not None:
+        depth, end = 0, len(text)
+        for index in range(match.start(), len(text)):
+            depth += {"(": 1, ")": -1}.get(text[index], 0)
+            if depth == 0:
+                end = index + 1
+                break
+        text = f"{text[: match.start()].rstrip()}{text[end:]}"
+        match = _EXCEPTION_DETAIL.search(text)
+    return text
+
+
+def _reply(error: BaseException) -> ErrorReply:
     if isinstance(error, MemberError):
         return ErrorReply(error.message)
     if isinstance(error, CommunityError):

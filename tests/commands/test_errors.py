@@ -60,3 +60,35 @@ def test_unexpected_errors_get_an_apology_with_a_reference_and_no_details():
 def test_gallery_and_moderation_refusals_are_their_own_words_ephemerally(error):
     reply = reply_for(error)
     assert reply.text == error.message and reply.ephemeral and not reply.unexpected
+
+
+@pytest.mark.parametrize(
+    ("error", "hidden", "kept"),
+    [
+        (TrainingFailed("Training j1 failed (KeyError: 'hf_Secret123'). Running the same job again resumes."),
+         ["hf_Secret123", "KeyError"], "Training j1 failed. Running the same job again resumes."),
+        (TrainingFailed("Training j1 failed (OSError: [Errno 2] (nested) /srv/data/x.bin). Try again."),
+         ["/srv/data", "Errno", "nested"], "Training j1 failed. Try again."),
+        (RemoteError("The model for 'q' v3 is damaged (cannot open /data/registry/q/v3/lora.safetensors)."),
+         ["/data/registry", "lora.safetensors"], "The model for 'q' v3 is damaged (cannot open a file)."),
+        (InvalidRequest("job j has no weights in C:\\data\\staging\\j"), ["C:\\data", "staging"], "no weights in a file"),
+    ],
+)
+def test_exception_text_and_file_paths_become_a_reference_the_log_carries(error, hidden, kept):
+    reply = reply_for(error)
+    assert kept in reply.text and reply.reference and f"`{reply.reference}`" in reply.text
+    assert reply.unexpected  # so the caller logs the original with the reference
+    assert not [secret for secret in hidden if secret in reply.text]
+
+
+def test_links_lose_their_password_and_query_but_stay_readable():
+    error = IntakeError("Got 0 usable images\n- https://bob:hunter2@example.com/a.png?token=s3cr3t: not found")
+    reply = reply_for(error)
+    assert "https://example.com/a.png: not found" in reply.text
+    assert "hunter2" not in reply.text and "s3cr3t" not in reply.text and not reply.unexpected
+
+
+@pytest.mark.parametrize("text", ["The image engine failed (OOM).", "Use 3/4 of a/b, or https://example.com/x/y."])
+def test_plain_service_messages_pass_unchanged(text):
+    reply = reply_for(RemoteError(text))
+    assert reply.text == text and not reply.unexpected
