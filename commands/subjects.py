@@ -1,7 +1,10 @@
 """The trained subjects, for autocomplete: cached for a few seconds, never slower than its time limit.
 
 Autocomplete must answer within Discord's 3 s while the member types, so a slow backend yields the
-last known list (or none) instead of an error.
+last known list (or none) instead of an error. That list may be stale (a rollback or a training since),
+so it never names the live version of a request: after a failed refresh `live_version` says None and the
+GPU side resolves the live version itself. A failed refresh is tried again after the cache's time to live,
+so a hanging backend delays at most one lookup per `ttl_s`.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ class SubjectCatalog:
         self.clock = clock
         self._versions: list[ModelVersion] = []
         self._fetched_at: float | None = None
+        self._current = False  # the list is what the backend said at the last refresh, nothing newer known
+        self._invalidations = 0  # a refresh that began before an invalidation may list the old live version
         self._lock = asyncio.Lock()
 
     async def versions(self) -> list[ModelVersion]:
@@ -50,8 +55,11 @@ class SubjectCatalog:
 
     async def live_version(self, subject: str) -> int | None:
         """The version number the bot knows is live for `subject` (cached like `versions`); None when
-        the subject has none or the backend could not say in time."""
-        return next((v.version for v in await self.versions() if v.subject == subject and v.active), None)
+        the subject has none or the list could not be refreshed in time."""
+        versions = await self.versions()
+        if not self._current:
+            return None
+        return next((v.version for v in versions if v.subject == subject and v.active), None)
 
     async def phrases(self, subject: str) -> tuple[str, str] | None:
         """The instance and class phrases of a subject's live (else newest) version, fresh.
@@ -67,15 +75,22 @@ class SubjectCatalog:
         return chosen.instance_phrase, chosen.class_phrase
 
     def invalidate(self) -> None:
-        """After a training: the next lookup asks the backend."""
+        """After a training or a rollback: the next lookup asks the backend; until it answers, the cached
+        list serves autocomplete only."""
         self._fetched_at = None
+        self._current = False
+        self._invalidations += 1
 
     async def _refresh(self) -> None:
+        began = self._invalidations
         try:
             async with asyncio.timeout(self.timeout_s):
                 self._versions = await self.client.list_versions()
-            self._fetched_at = self.clock()
         except Exception as error:
-            # Keep the old list; the next keystroke tries again.
-            log.warning("listing subjects failed (%s); autocomplete shows the last known list",
-                        error.__class__.__name__)
+            self._current = False
+            log.warning("listing subjects failed (%s); autocomplete shows the last known list and requests "
+                        "leave the live version to the GPU side", error.__class__.__name__)
+        else:
+            self._current = began == self._invalidations
+        if began == self._invalidations:
+            self._fetched_at = self.clock()
