@@ -80,7 +80,7 @@ async def test_delete_by_someone_else_is_refused_but_moderators_may(bot, stub):
 
 async def test_a_banned_word_refuses_a_reroll_before_any_gpu_time(bot, stub, gpu):
     answer = await qwerty(stub, {"prompt_prefix": "a red dragon"})
-    bot.app.community.add_banned_words(stub.guild_id, ["dragon"])
+    await bot.app.community.add_banned_words(stub.guild_id, ["dragon"])
     before = len(gpu.generated)
     refused = await click(stub, answer.message_id, f"sq:reroll:{job_of(answer)}")
     ack = await refused.wait_ack()

@@ -85,7 +85,7 @@ async def test_a_star_counts_once_per_member_and_the_label_shows_the_count(bot, 
     assert double.ephemeral and "already voted" in double.content
     await (await click(stub, post, vote, user_id=2)).wait_ack()
     assert buttons(stub, post)[vote]["label"] == "2"
-    assert bot.app.community.votes(stub.guild_id, vote.split(":")[2]) == 2
+    assert await bot.app.community.votes(stub.guild_id, vote.split(":")[2]) == 2
 
 
 class Clock:
@@ -232,7 +232,7 @@ async def test_shares_votes_and_deletions_are_logged_against_the_row_id(stub, ga
 async def test_a_gallery_channel_the_bot_cannot_post_in_is_explained_and_share_works_again_later(
     bot, stub, gallery_id
 ):
-    bot.app.community.set_gallery_channel(stub.guild_id, "999")  # a channel that is gone
+    await bot.app.community.set_gallery_channel(stub.guild_id, "999")  # a channel that is gone
     answer = await qwerty(stub, {"prompt_prefix": "a"})
     clicked, _ = await share(stub, answer)
     failed = await clicked.responses.wait_for(lambda s: s.kind == "edit", timeout=5)

@@ -105,18 +105,18 @@ async def test_withheld_and_missing_images_are_refused(app):
     stored = await services.actions.load((await generate(services, count=2)).generation_id)
     with pytest.raises(ImageWithheld):
         services.actions.variations(stored, 1, BO)
-    services.community.set_gallery_channel("7", "500")
+    await services.community.set_gallery_channel("7", "500")
     with pytest.raises(ImageWithheld):
-        services.actions.begin_share(stored, 1, "7", "43")
+        await services.actions.begin_share(stored, 1, "7", "43")
     with pytest.raises(CommunityError, match="no image 5"):
-        services.actions.begin_share(stored, 5, "7", "43")
+        await services.actions.begin_share(stored, 5, "7", "43")
     with pytest.raises(GenerationGone):
         await services.actions.load("nosuchjob")
 
 
 async def test_share_posts_once_and_a_failed_post_can_be_tried_again(app):
     services, _ = app
-    services.community.set_gallery_channel("7", "500")
+    await services.community.set_gallery_channel("7", "500")
     generation = await generate(services)
     stored = await services.actions.load(generation.generation_id)
     posted = []
@@ -129,11 +129,11 @@ async def test_share_posts_once_and_a_failed_post_can_be_tried_again(app):
         return "500", "777"
 
     with pytest.raises(OSError):
-        await services.actions.post_share(services.actions.begin_share(stored, 0, "7", "43"), failing)
-    share = await services.actions.post_share(services.actions.begin_share(stored, 0, "7", "43"), post)
+        await services.actions.post_share(await services.actions.begin_share(stored, 0, "7", "43"), failing)
+    share = await services.actions.post_share(await services.actions.begin_share(stored, 0, "7", "43"), post)
     assert posted == [generation.result.images[0].png] and share.link.endswith("/7/500/777")
     assert (share.creator_id, share.shared_by, share.seed) == ("42", "43", generation.result.images[0].seed)
-    again = services.actions.begin_share(stored, 0, "7", "44")
+    again = await services.actions.begin_share(stored, 0, "7", "44")
     assert again.kind == "already_shared" and share.link in again.message
 
 
@@ -154,7 +154,7 @@ async def test_delete_is_for_the_requester_or_a_moderator_and_forgets_the_images
 async def test_banned_words_are_refused_at_admission_for_every_path(app):
     services, gpu = app
     stored = await services.actions.load((await generate(services)).generation_id)
-    services.community.add_banned_words("7", ["painting"])
+    await services.community.add_banned_words("7", ["painting"])
     with pytest.raises(BannedWordError):
         services.qwerty.admit(GenerateOptions(prompt_prefix="an oil PAINTING"), ANA)
     with pytest.raises(BannedWordError):
