@@ -19,6 +19,7 @@ from discord import app_commands
 
 from bot.buttons import ButtonDesk
 from bot.components import DYNAMIC_ITEMS
+from bot.context import check_served
 from bot.delivery import GenerationDelivery
 from bot.errors import answer_error
 from bot.handlers import Handlers
@@ -30,6 +31,7 @@ from commands.jobs import JobRecord
 from commands.recovery import interrupted_text, recover
 
 log = logging.getLogger(__name__)
+PRUNE_INTERVAL_S = 6 * 3600.0  # kept images older than IMAGE_RETENTION_DAYS go at start, then this often
 
 
 def intents() -> discord.Intents:
@@ -39,10 +41,21 @@ def intents() -> discord.Intents:
     return chosen
 
 
+class ServedTree(app_commands.CommandTree):
+    """The command tree, answering only in the servers ALLOWED_GUILD_IDS lists (all, when it is empty)."""
+
+    def __init__(self, client: discord.Client, allowed: frozenset[int]) -> None:
+        super().__init__(client)
+        self.allowed = allowed
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        return await check_served(interaction, self.allowed)
+
+
 class QwertyBot(discord.Client):
     def __init__(
         self, *, settings: BotSettings, app: AppServices, guild_ready_timeout: float = 2.0,
-        warm_up: Callable[[], Awaitable[None]] | None = None,
+        warm_up: Callable[[], Awaitable[None]] | None = None, prune_interval_s: float = PRUNE_INTERVAL_S,
     ) -> None:
         super().__init__(
             intents=intents(), guild_ready_timeout=guild_ready_timeout,
@@ -51,8 +64,10 @@ class QwertyBot(discord.Client):
         self.settings = settings
         self.app = app
         self.warm_up = warm_up
+        self.prune_interval_s = prune_interval_s
         self.tasks = TaskOwner()
-        self.tree = app_commands.CommandTree(self)
+        self.allowed_guilds = settings.ALLOWED_GUILD_IDS  # read by the buttons too (bot/components.py)
+        self.tree = ServedTree(self, self.allowed_guilds)
         add_commands(self.tree)
         self.tree.error(answer_error)
         # /qwerty, Reroll and Variations answer through one delivery; slash commands and clicks are
@@ -64,14 +79,14 @@ class QwertyBot(discord.Client):
 
     async def setup_hook(self) -> None:
         """After login, before the gateway: the persistent buttons, dev-guild sync, then recovery, image
-        pruning and warm-up in the background."""
+        pruning (now and on a schedule) and warm-up in the background."""
         self.add_dynamic_items(*DYNAMIC_ITEMS)  # clicks on any message, from any earlier run
         if self.settings.DISCORD_GUILD_ID:
             await sync_to(self.tree, self.settings.DISCORD_GUILD_ID)
         self.tasks.spawn(self.recover(), name="recover-jobs")
         if self.settings.IMAGE_RETENTION_DAYS:
             max_age_s = self.settings.IMAGE_RETENTION_DAYS * 86400
-            self.tasks.spawn(asyncio.to_thread(self.app.images.prune, max_age_s), name="prune-images")
+            self.tasks.spawn(self._prune_images(max_age_s), name="prune-images")
         if self.warm_up is not None:
             self.tasks.spawn(self._warm(self.warm_up), name="warm-gpu")
 
@@ -95,6 +110,17 @@ class QwertyBot(discord.Client):
         only_them = discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(int(record.user_id))]) \
             if mention else discord.AllowedMentions.none()
         await channel.send(mention + interrupted_text(record), allowed_mentions=only_them)
+
+    async def _prune_images(self, max_age_s: float) -> None:
+        """Until the bot closes: a bot that runs for months must not keep every image it ever drew."""
+        while True:
+            try:
+                removed = await asyncio.to_thread(self.app.images.prune, max_age_s)
+                if removed:
+                    log.info("pruned %d kept image(s) older than %g day(s)", removed, max_age_s / 86400)
+            except OSError:
+                log.exception("pruning kept images failed; trying again in %g s", self.prune_interval_s)
+            await asyncio.sleep(self.prune_interval_s)
 
     async def _warm(self, warm_up: Callable[[], Awaitable[None]]) -> None:
         try:
