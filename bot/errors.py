@@ -14,10 +14,12 @@ import logging
 import discord
 from discord import app_commands
 
+from bot.render import clip
 from commands.errors import ErrorReply, MemberError, reply_for
 
 log = logging.getLogger(__name__)
 NO_MENTIONS = discord.AllowedMentions.none()
+ECHO_WIDTH = 100  # the most of what a member typed that an error reply repeats
 
 
 class OutOfDate(MemberError):
@@ -36,7 +38,7 @@ def unwrap(error: BaseException) -> BaseException:
         return OutOfDate("This command changed since it was registered; an admin needs to run "
                          "`python -m bot sync`. Please try again later.")
     if isinstance(error, app_commands.TransformerError):
-        return BadOption(f"`{error.value}` is not a valid {error.type.name.lower()} here.")
+        return BadOption(f"`{clip(str(error.value), ECHO_WIDTH)}` is not a valid {error.type.name.lower()} here.")
     return error
 
 
@@ -64,16 +66,14 @@ async def answer_error(interaction: discord.Interaction, error: BaseException) -
     original = unwrap(error)
     reply = reply_for(original)
     log_reply(reply, original, describe(interaction))
+    text = clip(reply.text)
     try:
         if not interaction.response.is_done():
-            await interaction.response.send_message(
-                reply.text, ephemeral=reply.ephemeral, allowed_mentions=NO_MENTIONS
-            )
+            await interaction.response.send_message(text, ephemeral=reply.ephemeral, allowed_mentions=NO_MENTIONS)
         elif interaction.response.type in _UPDATES:
-            await interaction.followup.send(reply.text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
         else:
-            await interaction.edit_original_response(content=reply.text, attachments=[],
-                                                     allowed_mentions=NO_MENTIONS)
+            await interaction.edit_original_response(content=text, attachments=[], allowed_mentions=NO_MENTIONS)
     except discord.HTTPException:
         log.warning("could not tell the member about an error in %s", describe(interaction), exc_info=True)
 
@@ -83,6 +83,6 @@ async def post_error(channel: discord.abc.Messageable, error: BaseException, whe
     reply = reply_for(error)
     log_reply(reply, error, where)
     try:
-        await channel.send(reply.text, allowed_mentions=NO_MENTIONS)
+        await channel.send(clip(reply.text), allowed_mentions=NO_MENTIONS)
     except discord.HTTPException:
         log.warning("could not post an error in %s", where, exc_info=True)

@@ -11,10 +11,13 @@ import argparse
 from tqdm import tqdm
 
 from bot.cli import fail
+from bot.render import quality_lines, write_report_card
 from bot.settings import BotSettings
 from bot.wiring import make_app_services
 from commands.context import RequestContext
+from commands.permissions import Caller
 from commands.train import TrainOptions
+from gpu_service.intake import display_name
 from gpu_service.schemas import TrainProgress
 
 
@@ -50,9 +53,10 @@ async def run_model(args: argparse.Namespace, settings: BotSettings) -> int:
     try:
         for stale in await app.jobs.unfinished("cli"):  # a `make model` killed earlier: say so, don't linger
             await app.jobs.update(stale.job_id, state="failed", error="interrupted (the command was stopped)")
-        async with app.training.preparing(options, RequestContext(front_end="cli")) as prepared:
+        context = RequestContext(front_end="cli")
+        async with app.training.preparing(options, context, Caller.local_operator()) as prepared:
             for rejection in prepared.rejected:
-                print(f"skipped {rejection.name}: {rejection.reason}")
+                print(f"skipped {display_name(rejection.name)}: {rejection.reason}")
             result = await app.training.run(prepared, bar)
     except Exception as error:
         bar.close()
@@ -63,6 +67,11 @@ async def run_model(args: argparse.Namespace, settings: BotSettings) -> int:
     version = result.version
     for line in result.rejected_images:
         print(f"skipped {line}")
-    print(f"version {version.version} of '{version.subject}' is live ({version.instance_phrase})")
+    print(f"Training finished: version {version.version} of '{version.subject}' is live ({version.instance_phrase})")
+    for line in quality_lines(version.quality):
+        print(line)
+    card = write_report_card(result, settings.OUTPUTS_DIR)
+    if card is not None:
+        print(f"report card: {card}")
     print(f"W&B run: {version.wandb_url or 'not logged'}")
     return 0

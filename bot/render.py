@@ -1,4 +1,9 @@
-"""Turning results into Discord messages: text within Discord's limits, files within the upload limit."""
+"""Turning results into Discord messages, and the one place that keeps them within Discord's limits.
+
+Every message the bot sends is a `Reply` (content clipped to 2,000 characters, at most 10 files, each file
+fitted to the upload limit by `fit_image`), or a bare text passed through `clip`; an embed goes through
+`fit_embed`. Links are shown without user:password@ or query string (`display_name`).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,21 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import discord
 
 from commands.generate import Generation
 from commands.qwerty import Queued, Rendering, Update
 from commands.train import PreparedTraining, progress_summary
-from gpu_service.schemas import TrainProgress, TrainResult
+from gpu_service.intake import display_name, format_rejections
+from gpu_service.schemas import QualityReport, QualityScores, TrainProgress, TrainResult
 
 MAX_CONTENT = 2000
 MAX_FILES = 10
+# Discord's embed limits: each part, and all the text of one embed together.
+EMBED_TITLE, EMBED_DESCRIPTION, EMBED_FIELDS, EMBED_FIELD_NAME, EMBED_FIELD_VALUE = 256, 4096, 25, 256, 1024
+EMBED_FOOTER, EMBED_AUTHOR, EMBED_TOTAL = 2048, 256, 6000
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # Discord's default attachment_size_limit
 _PROMPT_SHOWN = 1200  # leaves room for seeds and notes within MAX_CONTENT
 
@@ -31,15 +41,46 @@ class Attachment:
 
 @dataclass(frozen=True)
 class Reply:
+    """A message as it will be sent: built within the limits whatever it is given."""
+
     content: str
     attachments: tuple[Attachment, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "content", clip(self.content))
+        object.__setattr__(self, "attachments", tuple(self.attachments)[:MAX_FILES])
 
     def files(self) -> list[discord.File]:
         return [attachment.to_file() for attachment in self.attachments]
 
 
 def clip(text: str, limit: int = MAX_CONTENT) -> str:
+    """`text` within `limit` characters (a message's content by default), ending in "…" when cut."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def fit_embed(embed: discord.Embed) -> discord.Embed:
+    """`embed` with every part within its limit, fields beyond the 25th dropped, and the whole within 6,000
+    characters (the last fields give way, then the description)."""
+    if embed.title:
+        embed.title = clip(embed.title, EMBED_TITLE)
+    if embed.footer.text:
+        embed.set_footer(text=clip(embed.footer.text, EMBED_FOOTER), icon_url=embed.footer.icon_url)
+    if embed.author.name:
+        embed.set_author(name=clip(embed.author.name, EMBED_AUTHOR), url=embed.author.url,
+                         icon_url=embed.author.icon_url)
+    fields = embed.fields[:EMBED_FIELDS]
+    embed.clear_fields()
+    for field in fields:
+        embed.add_field(name=clip(field.name or "", EMBED_FIELD_NAME), value=clip(field.value or "", EMBED_FIELD_VALUE),
+                        inline=field.inline)
+    description = clip(embed.description or "", EMBED_DESCRIPTION)
+    embed.description = None
+    while len(embed) >= EMBED_TOTAL and embed.fields:
+        embed.remove_field(-1)
+    room = EMBED_TOTAL - len(embed)
+    embed.description = clip(description, room) if description and room > 0 else None
+    return embed
 
 
 def plain(text: str) -> str:
@@ -108,37 +149,65 @@ def train_progress(subject: str, progress: TrainProgress) -> str:
 
 def training_started(prepared: PreparedTraining, progress_link: str) -> str:
     request = prepared.request
-    lines = [
-        f"Training `{request.subject}` (\"{request.instance_phrase}\", a {request.class_phrase}) on "
-        f"{len(request.images)} images. Job `{request.job_id}`; progress: {progress_link}",
-    ]
-    lines += rejected_lines(prepared.rejected)
-    return clip("\n".join(lines))
+    head = clip(
+        f"Training `{request.subject}` (\"{clip(request.instance_phrase, 100)}\", a {clip(request.class_phrase, 100)})"
+        f" on {len(request.images)} images. Job `{request.job_id}`; progress: {progress_link}", MAX_CONTENT // 4,
+    )
+    return clip("\n".join([head, *rejected_lines(prepared.rejected, MAX_CONTENT - len(head) - 1)]))
 
 
-def rejected_lines(rejected: Sequence) -> list[str]:
+def rejected_lines(rejected: Sequence, budget: int = MAX_CONTENT) -> list[str]:
+    """"Skipped N image(s):" and one line per refusal (links redacted), all within `budget` characters."""
     if not rejected:
         return []
-    shown = [f"- {clip(r.name, 100)}: {r.reason}" for r in rejected[:15]]
-    more = [f"- … and {len(rejected) - 15} more"] if len(rejected) > 15 else []
-    return [f"Skipped {len(rejected)} image(s):", *shown, *more]
+    title = f"Skipped {len(rejected)} image(s):"
+    return [title, format_rejections(rejected, max(0, budget - len(title) - 1))]
 
 
-def training_result(result: TrainResult, requested_by: str = "") -> Reply:
+def training_result(result: TrainResult, requested_by: str = "", upload_limit: int = DEFAULT_UPLOAD_LIMIT) -> Reply:
+    """"Training finished": the version, its quality scores and verdict with advice; the report card first,
+    then the samples."""
     version = result.version
     who = f"<@{requested_by}> " if requested_by.isdigit() else ""
     lines = [f"{who}Training finished: `{version.subject}` v{version.version} is live."]
     if version.steps:
         loss = f", final loss {version.final_loss:.4f}" if version.final_loss is not None else ""
         lines.append(f"{version.steps} steps{loss}.")
+    lines += quality_lines(version.quality)
     if version.wandb_url:
-        lines.append(f"W&B: {version.wandb_url}")
+        shown = version.wandb_url if version.wandb_url.startswith("https://") else "logged offline (`wandb sync`)"
+        lines.append(f"W&B: {display_name(shown)}")
     lines.append(f"Try it: `/qwerty prompt_prefix:a photo of a subject:{version.subject}`")
-    attachments = [
-        fit_image(png, f"{version.subject}-v{version.version}-sample-{index}", DEFAULT_UPLOAD_LIMIT)
-        for index, png in enumerate(result.validation_images[:MAX_FILES])
+    stem = f"{version.subject}-v{version.version}"
+    card = [fit_image(result.report_card, f"{stem}-report-card", upload_limit)] if result.report_card else []
+    samples = [fit_image(png, f"{stem}-sample-{index}", upload_limit)
+               for index, png in enumerate(result.validation_images[: MAX_FILES - len(card)])]
+    return Reply("\n".join(lines), tuple(card + samples))
+
+
+def quality_lines(quality: QualityReport | None) -> list[str]:
+    """The three DreamBooth scores (the base model's beside them) and the verdict in words with its advice."""
+    if quality is None:
+        return []
+    checkpoint = f" (the checkpoint of step {quality.step})" if quality.step is not None else ""
+    return [
+        f"Quality{checkpoint}: {scores_text(quality)}; base model: {scores_text(quality.base)}.",
+        f"Verdict: {quality.verdict}. {quality.advice}",
     ]
-    return Reply(clip("\n".join(lines)), tuple(attachments))
+
+
+def scores_text(scores: QualityScores) -> str:
+    return f"DINO {scores.dino:.3f}, CLIP-I {scores.clip_i:.3f}, CLIP-T {scores.clip_t:.3f}"
+
+
+def write_report_card(result: TrainResult, directory: Path) -> Path | None:
+    """The terminal front ends' copy of the report card: `<subject>-v<n>-report-card.png` in `directory`."""
+    if result.report_card is None:
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{result.version.subject}-v{result.version.version}-report-card.png"
+    path.write_bytes(result.report_card)
+    return path
 
 
 PERIOD_NAMES = {"day": "today", "week": "this week", "all": "of all time"}

@@ -33,6 +33,7 @@ from bot.wiring import AppServices, make_app_services, make_gpu_client
 from commands.context import RequestContext
 from commands.errors import reply_for
 from commands.jobs import JobRecord
+from commands.permissions import Caller
 from commands.recovery import interrupted_text, recover
 from gpu_service.client import GpuClient
 from gpu_service.schemas import TrainProgress
@@ -95,12 +96,18 @@ class Shell:
 
     async def train(self, command: ShellCommand) -> None:
         options = train_options(command.options)
-        async with self.app.training.preparing(options, self.context) as prepared:
+        async with self.app.training.preparing(options, self.context, Caller.local_operator()) as prepared:
             self.say(render.plain(render.training_started(prepared, "printed here")))
             result = await self.app.training.run(prepared, self._throttled(prepared.request.subject))
         version = result.version
-        self.say(f"trained {version.subject} v{version.version} (live now); W&B: {version.wandb_url or 'n/a'}")
+        self.say(f"Training finished: trained {version.subject} v{version.version} (live now); "
+                 f"W&B: {version.wandb_url or 'n/a'}")
+        for line in render.quality_lines(version.quality):
+            self.say(line)
         directory = self.settings.OUTPUTS_DIR
+        card = render.write_report_card(result, directory)
+        if card is not None:
+            self.say(f"report card: {card}")
         directory.mkdir(parents=True, exist_ok=True)
         for index, png in enumerate(result.validation_images):
             path = directory / f"{version.subject}-v{version.version}-sample-{index}.png"

@@ -7,11 +7,39 @@ import os
 
 from PIL import Image
 
-from bot.render import MAX_CONTENT, fit_image, generation_reply, queue_update, train_progress
+import discord
+import pytest
+
+from bot.render import (
+    MAX_CONTENT,
+    MAX_FILES,
+    Attachment,
+    Reply,
+    fit_embed,
+    fit_image,
+    generation_reply,
+    queue_update,
+    train_progress,
+    training_result,
+    training_started,
+    write_report_card,
+)
 from commands.context import RequestContext
 from commands.generate import Generation
 from commands.qwerty import Queued, Rendering
-from gpu_service.schemas import GeneratedImage, GenerateRequest, GenerateResult, TrainProgress
+from commands.train import PreparedTraining
+from gpu_service.intake import Rejection
+from gpu_service.schemas import (
+    GeneratedImage,
+    GenerateRequest,
+    GenerateResult,
+    ImageSource,
+    ModelVersion,
+    QualityReport,
+    TrainProgress,
+    TrainRequest,
+    TrainResult,
+)
 
 
 def noise_png(side: int) -> bytes:
@@ -72,3 +100,96 @@ def test_progress_texts():
     text = train_progress("qwerty", TrainProgress(job_id="j", state="training", step=10, total_steps=100, loss=0.5,
                                                   eta_s=120))
     assert text == "Training `qwerty`: training, step 10/100 (10%), loss 0.5000, about 2 min left"
+
+
+def trained(verdict="overfit", card=True, samples=3, wandb_url="https://wandb.ai/team/proj/runs/abc") -> TrainResult:
+    quality = QualityReport(dino=0.7123, clip_i=0.8456, clip_t=0.2011, verdict=verdict, step=400,
+                            base={"dino": 0.3012, "clip_i": 0.6034, "clip_t": 0.3106})
+    version = ModelVersion(subject="qwerty", version=3, instance_phrase="qwerty dog", class_phrase="dog",
+                           base_model="base", created_at="2026-12-04T12:00:00Z", steps=500, final_loss=0.1234,
+                           wandb_url=wandb_url, quality=quality)
+    return TrainResult(job_id="j1", version=version, validation_images=tuple(noise_png(8) for _ in range(samples)),
+                       report_card=noise_png(16) if card else None)
+
+
+def test_training_finished_names_the_three_scores_and_the_verdict_with_its_advice():
+    reply = training_result(trained("overfit"), requested_by="42")
+    text = reply.content
+    assert text.startswith("<@42> Training finished: `qwerty` v3 is live.")
+    assert "DINO 0.712, CLIP-I 0.846, CLIP-T 0.201" in text
+    assert "base model: DINO 0.301, CLIP-I 0.603, CLIP-T 0.311" in text
+    assert "Verdict: overfit. Overfit: it copies the training photos" in text and "fewer steps" in text
+    assert "step 400" in text
+
+
+@pytest.mark.parametrize(("verdict", "advice"), [("ok", "Looks good"), ("underfit", "Try more steps")])
+def test_every_verdict_says_what_to_do(verdict, advice):
+    assert f"Verdict: {verdict}. " in training_result(trained(verdict)).content
+    assert advice in training_result(trained(verdict)).content
+
+
+def test_the_report_card_is_the_first_file_and_the_samples_follow_within_ten():
+    result = trained(samples=12)
+    reply = training_result(result)
+    assert reply.attachments[0] == Attachment("qwerty-v3-report-card.png", result.report_card)
+    assert [a.filename for a in reply.attachments[1:3]] == ["qwerty-v3-sample-0.png", "qwerty-v3-sample-1.png"]
+    assert len(reply.attachments) == MAX_FILES
+
+
+def test_without_a_card_or_scores_the_message_still_goes_out():
+    result = trained(card=False)
+    result = result.model_copy(update={"version": result.version.model_copy(update={"quality": None})})
+    reply = training_result(result)
+    assert "Training finished" in reply.content and "Verdict" not in reply.content
+    assert [a.filename for a in reply.attachments][0] == "qwerty-v3-sample-0.png"
+
+
+def test_an_offline_w_and_b_location_is_not_shown_as_a_path():
+    reply = training_result(trained(wandb_url="/srv/data/wandb/offline-run-20261204"))
+    assert "/srv/data" not in reply.content and "logged offline" in reply.content
+
+
+def test_the_terminal_copy_of_the_card_is_written_where_asked(tmp_path):
+    result = trained()
+    path = write_report_card(result, tmp_path / "outputs")
+    assert path == tmp_path / "outputs" / "qwerty-v3-report-card.png" and path.read_bytes() == result.report_card
+    assert write_report_card(trained(card=False), tmp_path) is None
+
+
+def test_a_reply_is_within_the_limits_whatever_it_is_given():
+    reply = Reply("x" * 5000, tuple(Attachment(f"{i}.png", b"") for i in range(14)))
+    assert len(reply.content) == MAX_CONTENT and reply.content.endswith("…") and len(reply.attachments) == MAX_FILES
+
+
+def test_an_embed_is_fitted_part_by_part_and_in_total():
+    embed = discord.Embed(title="t" * 400, description="d" * 5000)
+    embed.set_footer(text="f" * 3000)
+    for _ in range(30):
+        embed.add_field(name="n" * 300, value="v" * 2000)
+    fitted = fit_embed(embed)
+    assert len(fitted.title) == 256 and len(fitted.footer.text) == 2048
+    assert all(len(f.name) <= 256 and len(f.value) <= 1024 for f in fitted.fields)
+    assert len(fitted) <= 6000 and fitted.fields
+
+
+def test_an_embed_keeps_at_most_25_fields_and_its_description_when_they_fit():
+    embed = discord.Embed(description="short")
+    for index in range(30):
+        embed.add_field(name=str(index), value="v")
+    fitted = fit_embed(embed)
+    assert len(fitted.fields) == 25 and fitted.description == "short"
+
+
+def prepared(rejected) -> PreparedTraining:
+    request = TrainRequest(job_id="j1", subject="qwerty", instance_phrase="q" * 200, class_phrase="d" * 200,
+                           images=(ImageSource(url="https://example.com/a.png"),))
+    return PreparedTraining(request, RequestContext("discord"), tuple(rejected), lease=None)
+
+
+def test_twenty_long_dead_links_make_a_reply_within_the_limit_with_no_secret():
+    links = [Rejection(f"https://bob:hunter2@host{i}.example.com/{'p' * 200}.png?token=s3cr3t{i}", "could not connect")
+             for i in range(20)]
+    text = training_started(prepared(links), "posted below in this channel")
+    assert len(text) <= MAX_CONTENT and "Skipped 20 image(s):" in text and "more" in text
+    assert "hunter2" not in text and "s3cr3t" not in text and "token" not in text
+    assert "- https://host0.example.com/" in text
