@@ -11,8 +11,8 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from gpu_service.client import ProgressCallback, TrainProgressCallback
-from gpu_service.errors import GpuServiceError, RemoteError
-from gpu_service.leases import TrainingLeases
+from gpu_service.errors import GpuBusy, GpuServiceError, RemoteError
+from gpu_service.leases import TrainingLease, TrainingLeases
 from gpu_service.schemas import (
     GenerateRequest,
     GenerateResult,
@@ -26,8 +26,16 @@ from gpu_service.settings import Settings
 log = logging.getLogger(__name__)
 
 
+GPU_BUSY_TRAINING = "The GPU is busy with another training; try again when it has finished."
+
+
 class LocalGpuClient:
-    """One warm pipeline, loaded once; concurrent requests are batched by the inference service."""
+    """One warm pipeline, loaded once; concurrent requests are batched by the inference service.
+
+    One training at a time on the whole engine, whatever its subject: two next to the warm pipeline do not
+    fit in one GPU's memory. A second one is refused with GpuBusy rather than queued, so the admin hears at
+    once instead of waiting hours behind the first.
+    """
 
     def __init__(self, settings: Settings) -> None:
         from gpu_service.engine.service import InferenceService
@@ -36,7 +44,8 @@ class LocalGpuClient:
         self.service = InferenceService.from_settings(settings)
         self.registry = self.service.registry
         self.training_leases = TrainingLeases()  # touched on the loop only
-        self._trainer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gpu-train")
+        self._trainer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpu-train")
+        self._training_runs = False  # touched on the loop only
 
     async def start(self) -> None:
         """Load the pipeline now rather than on the first request."""
@@ -55,14 +64,22 @@ class LocalGpuClient:
         from gpu_service.engine.training_job import run_training_job
 
         lease = self.training_leases.take(request.subject)
+        if self._training_runs:
+            lease.release()
+            raise GpuBusy(GPU_BUSY_TRAINING)
+        self._training_runs = True
         loop = asyncio.get_running_loop()
         running = self._trainer.submit(
             run_training_job, self.settings, request, _on_loop(on_progress), self.registry
         )
-        # A thread cannot be cancelled: the subject stays taken until the training really ends, even if
-        # the caller stops waiting.
-        running.add_done_callback(lambda _: loop.call_soon_threadsafe(lease.release))
+        # A thread cannot be cancelled: the subject and the GPU stay taken until the training really ends,
+        # even if the caller stops waiting.
+        running.add_done_callback(lambda _: loop.call_soon_threadsafe(self._training_ended, lease))
         return await self._guard(asyncio.wrap_future(running))
+
+    def _training_ended(self, lease: TrainingLease) -> None:
+        self._training_runs = False
+        lease.release()
 
     async def resume_training(
         self, request: TrainRequest, call_id: str | None, on_progress: TrainProgressCallback | None = None
