@@ -1,7 +1,8 @@
 """Entry point. `python -m bot` runs the Discord bot; `shell` the same commands in a terminal; `sync`
 registers the slash commands with Discord; `inference` generates once and writes PNGs; `model` trains.
 
-Exit status 2: bad settings or usage (a missing DISCORD_TOKEN among them).
+Exit status 2: bad settings or usage (a missing DISCORD_TOKEN among them). Exit status 3: a data file was
+written by a newer version of the bot; restarting will not help (a service manager should not retry).
 """
 
 from __future__ import annotations
@@ -51,7 +52,20 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+EXIT_SCHEMA_TOO_NEW = 3
+
+
 async def _run(args: argparse.Namespace, settings: BotSettings) -> int:
+    from commands.sqlite_file import SchemaTooNew
+
+    try:
+        return await _run_command(args, settings)
+    except SchemaTooNew as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_SCHEMA_TOO_NEW
+
+
+async def _run_command(args: argparse.Namespace, settings: BotSettings) -> int:
     if args.command == "inference":
         from bot.cli import run_inference
 

@@ -15,7 +15,7 @@ from discord.gateway import DiscordWebSocket
 from bot.app import QwertyBot
 from bot.lazy_gpu import LazyGpuClient
 from bot.settings import BotSettings
-from bot.wiring import make_app_services, make_gpu_client
+from bot.wiring import AppServices, make_app_services, make_gpu_client
 
 log = logging.getLogger(__name__)
 CLOSE_TIMEOUT_S = 30.0
@@ -38,11 +38,19 @@ async def serve(settings: BotSettings, token: str) -> int:
     bot = QwertyBot(settings=settings, app=app, warm_up=warm_up)
     stop = asyncio.Event()
     try:
+        await open_stores(app)
         with _stop_on_signals(stop):
             async with bot:
                 return await run_until_stopped(bot, token, stop)
     finally:
         await app.close()
+
+
+async def open_stores(app: AppServices) -> None:
+    """Open the job store before logging in (the community store opens when it is built): a file the bot
+    cannot use (commands.sqlite_file.SchemaTooNew) stops the start, instead of failing every command of a
+    bot that looks healthy."""
+    await app.jobs.unfinished()
 
 
 async def run_until_stopped(bot: discord.Client, token: str, stop: asyncio.Event) -> int:
