@@ -14,6 +14,7 @@ import os
 import sys
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from bot.settings import BotSettings, MissingToken
 
@@ -32,11 +33,27 @@ def parse_args(argv: list[str] | None, settings: BotSettings) -> argparse.Namesp
     return parser.parse_args(argv)
 
 
+def settings_problems(error: ValidationError) -> str:
+    """One line per bad setting, naming it and what is wrong, never its value (it may be a secret)."""
+    lines = []
+    for problem in error.errors(include_url=False, include_context=False):
+        name = ".".join(str(part) for part in problem["loc"]) or "settings"
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        value = problem.get("input")
+        if isinstance(value, str) and value.strip():
+            message = message.replace(repr(value), "(value not shown)").replace(value, "(value not shown)")
+        lines.append(f"- {name}: {message}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         settings = BotSettings()
     except ValidationError as error:
-        print(f"error: invalid settings:\n{error}", file=sys.stderr)
+        print(f"error: invalid settings:\n{settings_problems(error)}", file=sys.stderr)
+        return 2
+    except SettingsError as error:  # a value pydantic-settings could not even parse; its message names the field
+        print(f"error: invalid settings: {error}", file=sys.stderr)
         return 2
     args = parse_args(argv, settings)
     from bot.wiring import keep_wandb_files_in_data_dir
