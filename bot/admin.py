@@ -78,13 +78,13 @@ class AdminDesk:
     async def models(self, interaction: discord.Interaction) -> None:
         self.require(interaction, "list the models")
         await interaction.response.defer(ephemeral=True, thinking=True)
-        text = models_text(await self.app.admin.models())
+        text = models_text(await self.app.admin.models(caller_of(interaction)))
         await interaction.edit_original_response(content=render.clip(text), allowed_mentions=NO_MENTIONS)
 
     async def rollback(self, interaction: discord.Interaction, subject: str, version: int | None) -> None:
         self.require(interaction, "roll a subject back")
         await interaction.response.defer(ephemeral=True, thinking=True)
-        text = rollback_text(await self.app.admin.rollback(subject.strip().lower(), version))
+        text = rollback_text(await self.app.admin.rollback(caller_of(interaction), subject.strip().lower(), version))
         await interaction.edit_original_response(content=render.clip(text), allowed_mentions=NO_MENTIONS)
 
     async def status(self, interaction: discord.Interaction) -> None:

@@ -23,6 +23,7 @@ import discord
 from discord import ui
 
 from bot import custom_ids
+from bot.context import check_served
 from bot.custom_ids import Action
 from bot.errors import answer_error
 
@@ -78,6 +79,10 @@ class _Dynamic(ui.DynamicItem[Item], template=r"(?!)"):
     @classmethod
     async def from_custom_id(cls, interaction: discord.Interaction, item: Item, match: re.Match[str], /):
         return cls(match["target"], _index(match), item=item)  # the item as the message has it
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        allowed = getattr(interaction.client, "allowed_guilds", frozenset())  # set by QwertyBot
+        return await check_served(interaction, allowed)
 
     async def callback(self, interaction: discord.Interaction) -> None:
         await guarded(interaction, self.clicked(interaction))

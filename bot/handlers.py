@@ -19,7 +19,7 @@ from bot.tasks import TaskOwner
 from bot.training import TrainingDesk
 from bot.wiring import AppServices
 from commands.generate import GenerateOptions
-from commands.permissions import AdminPolicy
+from commands.permissions import visible
 from commands.train import TrainOptions
 
 
@@ -30,9 +30,8 @@ class Handlers:
     ) -> None:
         self.app = app
         self.delivery = delivery
-        admins = AdminPolicy.of(settings.ADMIN_USER_IDS, settings.ADMIN_ROLE_IDS)
-        self.training = TrainingDesk(app, settings, tasks, client, admins)
-        self.admin = AdminDesk(app, admins)
+        self.training = TrainingDesk(app, settings, tasks, client, app.admins)
+        self.admin = AdminDesk(app, app.admins)
 
     async def qwerty(self, interaction: discord.Interaction, options: GenerateOptions) -> None:
         """/qwerty: a place in the queue (or a refusal), the ack, progress, then one message with the images."""
@@ -45,8 +44,10 @@ class Handlers:
         await self.training.train(interaction, options, attachments, request_context(interaction),
                                   caller_of(interaction))
 
-    async def subject_choices(self, typed: str) -> list[app_commands.Choice[str]]:
-        versions = await self.app.subjects.matching(typed)
+    async def subject_choices(self, interaction: discord.Interaction, typed: str) -> list[app_commands.Choice[str]]:
+        """The subjects this server sees: the global ones and its own."""
+        guild_id = str(interaction.guild_id or "")
+        versions = [v for v in await self.app.subjects.matching(typed) if visible(v.owner, guild_id)]
         return [
             app_commands.Choice(name=render.clip(f"{v.subject}: {v.instance_phrase} (v{v.version})", 100),
                                 value=v.subject)

@@ -6,6 +6,7 @@ to Discord (`python -m bot`, `python -m bot sync`), so the shell and `inference`
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -13,6 +14,7 @@ from pydantic_settings import NoDecode
 
 from gpu_service.settings import Settings
 
+log = logging.getLogger(__name__)
 DISCORD_API_BASE = "https://discord.com/api/v10"
 DISCORD_GATEWAY_URL = "wss://gateway.discord.gg/"
 
@@ -31,8 +33,15 @@ class BotSettings(Settings):
     DISCORD_API_BASE: str = DISCORD_API_BASE
     DISCORD_GATEWAY_URL: str = DISCORD_GATEWAY_URL
     DISCORD_GUILD_ID: int | None = None  # development: sync commands to this guild at start
-    ADMIN_USER_IDS: IdList = frozenset()
+    OPERATOR_USER_IDS: IdList = frozenset()  # the people who run this deployment (commands/permissions.py)
+    ADMIN_USER_IDS: IdList = frozenset()  # deprecated alias of OPERATOR_USER_IDS, merged into it
     ADMIN_ROLE_IDS: IdList = frozenset()
+    ALLOWED_GUILD_IDS: IdList = frozenset()  # when set, the only servers the bot serves
+
+    MAX_CONCURRENT_TRAININGS: int = Field(1, ge=1)  # the whole deployment
+    TRAININGS_PER_GUILD_PER_DAY: int = Field(3, ge=0)  # per UTC day; operators are not counted
+    MAX_TRAIN_STEPS: int = Field(2000, ge=1, le=5000)  # the cap of /train steps
+    MAX_SUBJECTS_PER_GUILD: int = Field(5, ge=0)
 
     MAX_RUNNING_PER_USER: int = Field(1, ge=1)
     MAX_WAITING_PER_USER: int = Field(3, ge=0)
@@ -53,7 +62,14 @@ class BotSettings(Settings):
             )
         return self
 
-    @field_validator("ADMIN_USER_IDS", "ADMIN_ROLE_IDS", mode="before")
+    @model_validator(mode="after")
+    def _operators_from_the_old_name(self) -> "BotSettings":
+        if self.ADMIN_USER_IDS:
+            log.warning("ADMIN_USER_IDS is deprecated: its users are operators; rename it OPERATOR_USER_IDS")
+            self.OPERATOR_USER_IDS = self.OPERATOR_USER_IDS | self.ADMIN_USER_IDS
+        return self
+
+    @field_validator("OPERATOR_USER_IDS", "ADMIN_USER_IDS", "ADMIN_ROLE_IDS", "ALLOWED_GUILD_IDS", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

@@ -24,7 +24,9 @@ from commands.community import Share
 from commands.community.errors import CommunityError
 from commands.community.moderation import parse_word_list
 from commands.context import RequestContext
+from commands.permissions import Caller
 
+OPERATOR = Caller.local_operator()  # the shell is the deployment's own tool
 GUILD = ""  # the shell's own community
 GALLERY = "shell"  # its gallery "channel": a folder under OUTPUTS_DIR
 
@@ -121,10 +123,11 @@ class ShellActions:
             raise CommunityError(f"`action` must be add, remove or list, not {action!r}.")
 
     async def do_models(self, options: dict[str, Any]) -> None:
-        self.say(models_text(await self.app.admin.models()))
+        self.say(models_text(await self.app.admin.models(OPERATOR)))
 
     async def do_rollback(self, options: dict[str, Any]) -> None:
-        self.say(rollback_text(await self.app.admin.rollback(options["subject"].lower(), options.get("version"))))
+        rollback = await self.app.admin.rollback(OPERATOR, options["subject"].lower(), options.get("version"))
+        self.say(rollback_text(rollback))
 
     async def do_status(self, options: dict[str, Any]) -> None:
         self.say(status_text(await self.app.admin.status()))

@@ -75,7 +75,7 @@ async def train(
 @qwerty.autocomplete("subject")
 @train.autocomplete("subject")
 async def subject_choices(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-    return await handlers_of(interaction).subject_choices(current)
+    return await handlers_of(interaction).subject_choices(interaction, current)
 
 
 COMMANDS = (qwerty, train, *COMMUNITY_COMMANDS)

@@ -50,12 +50,12 @@ class TrainingDesk:
     ) -> None:
         """Refuse non-admins before anything starts; otherwise take the images in and hand over."""
         self.admins.require(caller)
-        await interaction.response.defer(thinking=True)
+        await interaction.response.defer(thinking=True, ephemeral=True)  # a refusal is for the admin alone
 
         async def with_attachments(given: TrainOptions) -> TrainOptions:
             return await self._with_attachments(given, attachments)
 
-        async with self.app.training.preparing(options, context, with_attachments) as prepared:
+        async with self.app.training.preparing(options, context, caller, with_attachments) as prepared:
             started = render.training_started(prepared, "posted below in this channel")
             await interaction.edit_original_response(content=started, allowed_mentions=NO_MENTIONS)
             self.tasks.spawn(self._run(prepared, self._channel(context)), name=f"train-{prepared.job_id}")

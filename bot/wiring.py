@@ -12,10 +12,12 @@ from commands.community import CommunityService, CommunityStore
 from commands.context import RequestContext
 from commands.images import ImageStore
 from commands.jobs import JobStore
+from commands.permissions import AdminPolicy
 from commands.queue import FairQueue, QueueLimits
 from commands.qwerty import PromptCheck, QwertyService
 from commands.subjects import SubjectCatalog
 from commands.train import TrainDefaults, TrainingService
+from commands.training_gate import TrainingGate, TrainingLimits
 from commands.wandb_log import WandbConfig, WandbGenerationLog
 from gpu_service.client import GpuClient
 from gpu_service.intake.policy import intake_policy
@@ -65,6 +67,7 @@ class AppServices:
     images: ImageStore
     actions: ActionService
     admin: AdminService
+    admins: AdminPolicy
 
     async def close(self) -> None:
         self.generation_log.close()
@@ -77,6 +80,13 @@ def queue_limits(settings: BotSettings) -> QueueLimits:
     return QueueLimits(
         max_running_per_user=settings.MAX_RUNNING_PER_USER, max_waiting_per_user=settings.MAX_WAITING_PER_USER,
         concurrency=settings.GPU_CONCURRENCY, max_wait_s=settings.QUEUE_TIMEOUT_S,
+    )
+
+
+def training_limits(settings: BotSettings) -> TrainingLimits:
+    return TrainingLimits(
+        max_concurrent=settings.MAX_CONCURRENT_TRAININGS, per_guild_per_day=settings.TRAININGS_PER_GUILD_PER_DAY,
+        max_steps=settings.MAX_TRAIN_STEPS, max_subjects_per_guild=settings.MAX_SUBJECTS_PER_GUILD,
     )
 
 
@@ -98,14 +108,16 @@ def make_app_services(settings: BotSettings, gpu: GpuClient | None = None) -> Ap
         subject=settings.DEFAULT_SUBJECT, instance_phrase=settings.INSTANCE_PHRASE,
         class_phrase=settings.CLASS_PHRASE, images_file_url=settings.IMAGES_FILE_URL,
     )
+    admins = AdminPolicy.of(settings.OPERATOR_USER_IDS, settings.ADMIN_ROLE_IDS)
+    gate = TrainingGate(admins, training_limits(settings), gpu, jobs, default_subject=settings.DEFAULT_SUBJECT)
     training = TrainingService(
-        gpu, jobs, subjects, policy=intake_policy(settings), defaults=defaults,
+        gpu, jobs, subjects, gate, policy=intake_policy(settings), defaults=defaults,
         jobs_dir=settings.DATA_DIR / "jobs", timeout_s=settings.TRAIN_TIMEOUT_S,
     )
     actions = ActionService(jobs, qwerty, community, images)
-    admin = AdminService(gpu, subjects, queue, training, jobs, generation_log.stats)
+    admin = AdminService(gpu, subjects, queue, training, jobs, generation_log.stats, admins)
     return AppServices(settings, gpu, generation_log, jobs, queue, subjects, qwerty, training, community, images,
-                       actions, admin)
+                       actions, admin, admins)
 
 
 def banned_words(community: CommunityService) -> PromptCheck:

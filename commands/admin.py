@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from commands.jobs import JobRecord, JobStore
+from commands.permissions import AdminPolicy, Caller, visible
 from commands.queue import FairQueue
 from commands.subjects import SubjectCatalog
 from commands.train import RunningTraining, TrainingService, progress_summary
@@ -43,8 +44,9 @@ class StatusReport:
 class AdminService:
     def __init__(
         self, gpu: GpuClient, catalog: SubjectCatalog, queue: FairQueue, training: TrainingService, jobs: JobStore,
-        log_stats: Callable[[], LogStats] | None = None,
+        log_stats: Callable[[], LogStats] | None = None, admins: AdminPolicy | None = None,
     ) -> None:
+        self.admins = admins or AdminPolicy()
         self.gpu = gpu
         self.catalog = catalog
         self.queue = queue
@@ -52,17 +54,20 @@ class AdminService:
         self.jobs = jobs
         self.log_stats = log_stats
 
-    async def models(self) -> list[ModelVersion]:
-        """Every version of every subject, fresh from the registry."""
+    async def models(self, caller: Caller) -> list[ModelVersion]:
+        """Every version of every subject the caller's server sees (operators: all), fresh from the registry."""
         self.catalog.invalidate()
-        return await self.gpu.list_versions()
+        everything = self.admins.is_operator(caller)
+        return [v for v in await self.gpu.list_versions() if visible(v.owner, caller.guild_id, everything=everything)]
 
-    async def rollback(self, subject: str, version: int | None = None) -> Rollback:
+    async def rollback(self, caller: Caller, subject: str, version: int | None = None) -> Rollback:
         """Make `version` live now (default: the newest one older than the live one). The next request
         names it (commands/qwerty.py pins the live version), so no restart is needed."""
         versions = await self.gpu.list_versions(subject)
-        if not versions:
+        everything = self.admins.is_operator(caller)
+        if not versions or not visible(versions[0].owner, caller.guild_id, everything=everything):
             raise SubjectNotFound(f"There is no trained subject `{subject}`.")
+        self.admins.require_owner(caller, subject, versions[0].owner, "roll back")
         live = next((v.version for v in versions if v.active), None)
         if version is None:
             if live is None:

@@ -29,11 +29,12 @@ from commands.context import RequestContext
 from commands.generate import GenerateOptions, Generation, GenerationLog, new_id
 from commands.images import ImageStore
 from commands.jobs import JobRecord, JobStore
+from commands.permissions import visible
 from commands.queue import FairQueue, Ticket
 from commands.subjects import SubjectCatalog
 from commands.validation import build
 from gpu_service.client import GpuClient
-from gpu_service.errors import GpuTimeout
+from gpu_service.errors import GpuTimeout, SubjectNotFound
 from gpu_service.schemas import GenerateRequest, GenerationProgress
 
 log = logging.getLogger(__name__)
@@ -145,8 +146,13 @@ class QwertyService:
         except OSError:  # the member still gets the images; Share falls back to the message's copy
             log.exception("could not keep the images of %s", generation.generation_id)
 
-    async def _pinned(self, request: GenerateRequest) -> GenerateRequest:
-        """Name the live version of the subject (see the module docstring); unknown: leave it to the backend."""
+    async def _pinned(self, request: GenerateRequest, context: RequestContext) -> GenerateRequest:
+        """Name the live version of the subject (see the module docstring); unknown: leave it to the backend.
+        In a server, another server's subject does not exist (commands/permissions.py)."""
+        everything = context.front_end != "discord"  # the shell and the CLI are the deployment's own tools
+        owners = {v.owner for v in await self.catalog.versions() if v.subject == request.subject}
+        if owners and not any(visible(owner, context.guild_id, everything=everything) for owner in owners):
+            raise SubjectNotFound(f"There is no subject `{request.subject}` on this server.")
         if request.subject_version is not None:
             return request
         live = await self.catalog.live_version(request.subject)
@@ -160,7 +166,7 @@ class QwertyService:
 
         try:
             async with asyncio.timeout(self.timeout_s):
-                request = await self._pinned(admission.request)
+                request = await self._pinned(admission.request, admission.context)
                 result = await self.client.generate(request, listener)
                 return Generation(admission.job_id, request, result, admission.context)
         except TimeoutError:

@@ -27,7 +27,9 @@ from pathlib import Path
 from commands.context import RequestContext
 from commands.generate import new_id
 from commands.jobs import JobRecord, JobStore
+from commands.permissions import Caller
 from commands.subjects import SubjectCatalog
+from commands.training_gate import TrainingGate
 from commands.validation import build
 from gpu_service.client import GpuClient, TrainProgressCallback
 from gpu_service.errors import GpuBusy, GpuTimeout, IntakeError, InvalidRequest, TrainingFailed
@@ -88,9 +90,10 @@ class PreparedTraining:
 
 class TrainingService:
     def __init__(
-        self, client: GpuClient, jobs: JobStore, catalog: SubjectCatalog, *, policy: IntakePolicy,
-        defaults: TrainDefaults, jobs_dir: Path, timeout_s: float = 7200.0,
+        self, client: GpuClient, jobs: JobStore, catalog: SubjectCatalog, gate: TrainingGate, *,
+        policy: IntakePolicy, defaults: TrainDefaults, jobs_dir: Path, timeout_s: float = 7200.0,
     ) -> None:
+        self.gate = gate
         self.client = client
         self.jobs = jobs
         self.catalog = catalog
@@ -103,17 +106,18 @@ class TrainingService:
 
     @contextlib.asynccontextmanager
     async def preparing(
-        self, options: TrainOptions, context: RequestContext,
+        self, options: TrainOptions, context: RequestContext, caller: Caller,
         before_intake: Callable[[TrainOptions], Awaitable[TrainOptions]] | None = None,
     ) -> AsyncIterator[PreparedTraining]:
-        """Take the subject's lease, check every option, then fetch and check the images (after
-        `before_intake`, the front end's own downloads). No GPU time is spent here. See the module
-        docstring for who releases the lease."""
+        """Take the subject's lease, check the caller's rights and the budgets (training_gate.py) and every
+        option, then fetch and check the images (after `before_intake`, the front end's own downloads). No
+        GPU time is spent here. See the module docstring for who releases the lease."""
         lease = self._take(options.subject)
         try:
+            owner = await self.gate.admit(caller, lease.subject, options.steps)
             if before_intake is not None:
                 options = await before_intake(options)
-            prepared = await self._prepare(lease, options, context)
+            prepared = await self._prepare(lease, options, context, owner)
         except BaseException:
             lease.release()
             raise
@@ -134,8 +138,10 @@ class TrainingService:
             )
         return self.leases.take(subject)
 
-    async def _prepare(self, lease: TrainingLease, options: TrainOptions, context: RequestContext) -> PreparedTraining:
-        request = await self._checked_request(lease.subject, options, context)
+    async def _prepare(
+        self, lease: TrainingLease, options: TrainOptions, context: RequestContext, owner: str
+    ) -> PreparedTraining:
+        request = await self._checked_request(lease.subject, options, context, owner)
         sources = self._sources(lease.subject, options)
         try:
             intake = await collect_images(sources, self.policy)
@@ -234,7 +240,9 @@ class TrainingService:
         except TimeoutError:
             raise GpuTimeout(f"The training did not finish within {self.timeout_s / 60:g} minutes.") from None
 
-    async def _checked_request(self, subject: str, options: TrainOptions, context: RequestContext) -> TrainRequest:
+    async def _checked_request(
+        self, subject: str, options: TrainOptions, context: RequestContext, owner: str
+    ) -> TrainRequest:
         known = await self.catalog.phrases(subject)
         if known is None and subject == self.defaults.subject:
             known = (self.defaults.instance_phrase, self.defaults.class_phrase)
@@ -248,7 +256,7 @@ class TrainingService:
         return build(
             TrainRequest, job_id=new_id(), subject=subject, instance_phrase=instance.strip(),
             class_phrase=class_phrase.strip(), images=(ImageSource(name="pending"),), steps=options.steps,
-            requested_by=context.user_name or context.user_id,
+            requested_by=context.user_name or context.user_id, owner=owner,
         )
 
     def _sources(self, subject: str, options: TrainOptions) -> list[ImageSource | Path | str]:

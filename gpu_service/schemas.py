@@ -14,6 +14,7 @@ MAX_IMAGES_PER_REQUEST = 4
 MAX_SEED = 2**32 - 1
 MAX_TEXT = 1000
 MAX_INIT_IMAGE_BYTES = 20 * 1024 * 1024
+OWNER_PATTERN = r"^[0-9]{0,20}$"  # a Discord guild id, or "" for a global subject
 
 
 class _Frozen(BaseModel):
@@ -115,6 +116,7 @@ class TrainRequest(_Frozen):
     images: tuple[ImageSource, ...] = Field(min_length=1, max_length=21)
     steps: int | None = Field(None, ge=1, le=5000, description="Training steps (default: the trainer's)")
     requested_by: str = ""
+    owner: str = Field("", pattern=OWNER_PATTERN)  # the server (guild id) that owns the subject; "" is global
 
 
 class TrainProgress(_Frozen):
@@ -174,6 +176,7 @@ class ModelVersion(_Frozen):
     wandb_url: str | None = None
     active: bool = False
     quality: QualityReport | None = None
+    owner: str = ""  # the server (guild id) that owns the subject; "" is global (see TrainRequest.owner)
 
 
 class TrainResult(_Frozen):

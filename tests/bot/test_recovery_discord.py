@@ -8,6 +8,7 @@ from PIL import Image
 
 from bot.wiring import make_app_services
 from commands.context import RequestContext
+from commands.permissions import Caller
 from commands.jobs import JobRecord
 from commands.train import TrainOptions
 from gpu_service.schemas import ImageSource
@@ -30,7 +31,7 @@ async def leave_unfinished_jobs(settings, channel_id: str) -> tuple[str, str]:
     try:
         await app.jobs.add(JobRecord.new("gen1", "generate", context, {"prompt_prefix": "a cat"}, state="running"))
         images = tuple(ImageSource(data=photo(i), name=f"{i}.png") for i in range(3))
-        async with app.training.preparing(TrainOptions(attachments=images), context) as prepared:
+        async with app.training.preparing(TrainOptions(attachments=images), context, Caller.local_operator()) as prepared:
             pass  # killed before the training could start
         await app.jobs.update(prepared.job_id, state="running", call_id="fc-123")
         return "gen1", prepared.job_id

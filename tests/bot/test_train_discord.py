@@ -66,7 +66,8 @@ async def test_admins_by_role_or_by_the_administrator_permission(stub, gpu, tmp_
     settings = bot_settings(tmp_path / "data", ADMIN_USER_IDS="", ADMIN_ROLE_IDS=stub.role_id("trainer"))
     async with running_bot(stub, settings, gpu):
         extra = {"roles": ["trainer"]} if who == "role" else {"permissions": ADMINISTRATOR}
-        interaction = await stub.slash_command("train", photos(3), user_id=MEMBER_ID, **extra)
+        options = {**photos(3), "subject": "rex", "instance_phrase": "sks dog", "class_phrase": "dog"}
+        interaction = await stub.slash_command("train", options, user_id=MEMBER_ID, **extra)
         assert (await interaction.wait_ack()).callback_type == DEFERRED
         await stub.messages.wait_for(lambda s: "finished" in (s.content or ""), timeout=10)
 

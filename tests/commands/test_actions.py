@@ -16,6 +16,9 @@ from commands.images import ImageStore
 from commands.permissions import NotAuthorized
 from gpu_service.schemas import GeneratedImage, ImageSource, TrainRequest
 from tests.support.sleepy_gpu import SleepyGpu
+from commands.permissions import Caller
+
+OPERATOR = Caller.local_operator()
 
 ANA = RequestContext(front_end="discord", user_id="42", user_name="ana", guild_id="7", channel_id="8")
 BO = RequestContext(front_end="discord", user_id="43", user_name="bo", guild_id="7", channel_id="8")
@@ -172,7 +175,7 @@ async def test_requests_name_the_live_version_so_a_rollback_applies_at_once(app)
                                      images=(ImageSource(name="a"),)))
     await generate(services)
     assert gpu.generated[-1].subject_version == 2
-    rollback = await services.admin.rollback("qwerty", 1)
+    rollback = await services.admin.rollback(OPERATOR, "qwerty", 1)
     assert (rollback.previous, rollback.live.version) == (2, 1)
     await generate(services)
     assert gpu.generated[-1].subject_version == 1

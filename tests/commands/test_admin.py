@@ -16,6 +16,9 @@ from commands.wandb_log import LogStats
 from gpu_service.errors import InvalidRequest, SubjectNotFound
 from gpu_service.schemas import ImageSource, ModelVersion, ServiceStatus, TrainProgress, TrainRequest
 from tests.support.sleepy_gpu import SleepyGpu
+from commands.permissions import Caller
+
+OPERATOR = Caller.local_operator()
 
 
 def version(number: int, active: bool = False, subject: str = "qwerty") -> ModelVersion:
@@ -44,12 +47,12 @@ def test_models_text_marks_the_live_version_and_counts_old_ones():
 async def test_rollback_needs_a_known_subject_and_an_older_version(app):
     services, gpu = app
     with pytest.raises(SubjectNotFound):
-        await services.admin.rollback("qwerty")
+        await services.admin.rollback(OPERATOR, "qwerty")
     await gpu.train(TrainRequest(job_id="j1", subject="qwerty", instance_phrase="q", class_phrase="d",
                                  images=(ImageSource(name="a"),)))
     with pytest.raises(InvalidRequest, match="no version older"):
-        await services.admin.rollback("qwerty")
-    same = await services.admin.rollback("qwerty", 1)
+        await services.admin.rollback(OPERATOR, "qwerty")
+    same = await services.admin.rollback(OPERATOR, "qwerty", 1)
     assert rollback_text(same) == "`qwerty` v1 was already live; nothing changed."
 
 

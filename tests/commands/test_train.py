@@ -13,12 +13,15 @@ from PIL import Image
 from commands.context import RequestContext
 from commands.jobs import JobStore
 from commands.subjects import SubjectCatalog
+from commands.permissions import AdminPolicy, Caller
 from commands.train import TrainDefaults, TrainingService, TrainOptions
+from commands.training_gate import TrainingGate, TrainingLimits
 from gpu_service.errors import GpuBusy, IntakeError, InvalidRequest, TrainingFailed
 from gpu_service.intake import IntakePolicy, Rejection
 from gpu_service.schemas import ImageSource
 from tests.support.sleepy_gpu import SleepyGpu
 
+OPERATOR = Caller.local_operator()
 CONTEXT = RequestContext(front_end="discord", user_id="42", user_name="ana", guild_id="7", channel_id="8")
 DEFAULTS = TrainDefaults(subject="qwerty", instance_phrase="qwerty dog", class_phrase="dog")
 
@@ -37,8 +40,10 @@ def attached(count: int) -> tuple[ImageSource, ...]:
 async def setup(tmp_path):
     gpu = SleepyGpu()
     jobs = JobStore(tmp_path / "jobs.sqlite3")
+    gate = TrainingGate(AdminPolicy(), TrainingLimits(max_concurrent=5, per_guild_per_day=50), gpu, jobs,
+                        default_subject=DEFAULTS.subject)
     service = TrainingService(
-        gpu, jobs, SubjectCatalog(gpu), policy=IntakePolicy(resolution=64), defaults=DEFAULTS,
+        gpu, jobs, SubjectCatalog(gpu), gate, policy=IntakePolicy(resolution=64), defaults=DEFAULTS,
         jobs_dir=tmp_path / "jobs",
     )
     yield service, gpu, jobs
@@ -47,7 +52,7 @@ async def setup(tmp_path):
 
 async def prepare(service, options, subject=None):
     """A prepared training whose lease is handed on (to `run`, or released by the test)."""
-    async with service.preparing(replace(options, subject=subject or options.subject), CONTEXT) as prepared:
+    async with service.preparing(replace(options, subject=subject or options.subject), CONTEXT, OPERATOR) as prepared:
         return prepared
 
 
@@ -215,7 +220,7 @@ async def test_a_job_whose_subject_is_taken_by_a_newer_training_is_marked_failed
 async def test_a_front_end_that_fails_before_the_training_starts_releases_the_lease_and_abandons_the_job(setup):
     service, gpu, jobs = setup
     with pytest.raises(RuntimeError, match="could not post"):
-        async with service.preparing(TrainOptions(attachments=attached(3)), CONTEXT) as prepared:
+        async with service.preparing(TrainOptions(attachments=attached(3)), CONTEXT, OPERATOR) as prepared:
             raise RuntimeError("could not post the progress message")
     record = await jobs.get(prepared.job_id)
     assert record.state == "failed" and "stopped before the training started" in record.error
@@ -225,6 +230,6 @@ async def test_a_front_end_that_fails_before_the_training_starts_releases_the_le
 async def test_a_failed_intake_releases_the_lease(setup):
     service, _, jobs = setup
     with pytest.raises(InvalidRequest, match="No images"):
-        async with service.preparing(TrainOptions(), CONTEXT):
+        async with service.preparing(TrainOptions(), CONTEXT, OPERATOR):
             pass
     assert "qwerty" not in service.leases and await jobs.all() == []

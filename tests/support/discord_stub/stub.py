@@ -219,13 +219,15 @@ class DiscordStub:
         user_id: str | int | None = None,
         roles: Iterable[str | int] = (),
         permissions: int = 0,
+        guild_id: str | int | None = None,
         locale: str = "en-US",
     ) -> Interaction:
         """An autocomplete request (type 4) while the user types option `focused`; the bot answers
         with a type 8 callback whose data.choices are the suggestions."""
-        data = self._command_data(name, options, None)
+        data = self._command_data(name, options, guild_id)
         _mark_focused(data.get("options", []), focused)
-        return await self._dispatch(4, data, self._invoker(user_id, roles, permissions, None, None, locale))
+        who = self._invoker(user_id, roles, permissions, guild_id, None, locale)
+        return await self._dispatch(4, data, who)
 
     async def click(
         self,
