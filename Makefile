@@ -52,7 +52,7 @@ test: $(STAMP) ## run the test suite (offline, CPU)
 # The figures print only when every fault test passed: a lost job or an unanswered member fails the test that injects it.
 faults: $(STAMP) ## the fault suite (tests/faults) and the figures docs/RELIABILITY.md quotes
 	$(PYTHON) -m pytest tests/faults -q $(PYTEST_ARGS)
-	@injected=$$($(PYTHON) -m pytest tests/faults -q --collect-only 2>/dev/null | grep -c '::'); \
+	@injected=$$($(PYTHON) -m pytest tests/faults -q --collect-only $(PYTEST_ARGS) 2>/dev/null | grep -c '::'); \
 	  echo "faults injected: $$injected (tests in tests/faults, all passed); jobs lost: 0; interactions left unanswered: 0"
 
 # PROMPT_PREFIX=... on make's command line reaches the program through the environment (over .env).
