@@ -31,10 +31,14 @@ tiny-model: $(STAMP) ## write a tiny random-weight SD pipeline to $(DEMO_MODEL) 
 DEMO_IMAGES ?= $(DEMO_DIR)/images
 DEMO_PROMPT := /qwerty prompt_prefix:"a gorgeous painting of a" prompt_postfix:"in a psychedelic 1970s style" count:2
 
-demo: tiny-model ## the product offline on the tiny model, through the shell: train the demo subject, then /qwerty
+DEMO_QUALITY ?= $(DEMO_DIR)/quality-models
+
+demo: tiny-model ## the product offline on the tiny model, through the shell: train the demo subject (with its quality report), then /qwerty
 	test -d $(DEMO_IMAGES) || $(PYTHON) -m gpu_service demo-images $(DEMO_IMAGES)
+	test -d $(DEMO_QUALITY)/dino || $(PYTHON) -m gpu_service tiny-quality-models $(DEMO_QUALITY) > /dev/null
 	printf '%s\n' '/train urls:$(DEMO_IMAGES) steps:30' '$(DEMO_PROMPT)' | \
 	  BASE_MODEL=$(DEMO_MODEL) DATA_DIR=$(DEMO_DIR) GPU_BACKEND=local TRAIN_CLASS_IMAGES=8 WANDB_SILENT=true \
+	  QUALITY_CLIP_MODEL=$(DEMO_QUALITY)/clip QUALITY_DINO_MODEL=$(DEMO_QUALITY)/dino QUALITY_SAMPLES=1 \
 	  $(PYTHON) -m bot shell
 
 bot: $(STAMP) ## run the Discord bot (needs DISCORD_TOKEN; syncs commands only to DISCORD_GUILD_ID, if set)

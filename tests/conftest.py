@@ -32,6 +32,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_quality_dirs(tmp_path_factory) -> tuple[Path, Path]:
+    """Tiny random-weight CLIP and DINO models, as `python -m gpu_service tiny-quality-models` writes them."""
+    from gpu_service.engine.tiny_quality import write_tiny_quality_models
+
+    return write_tiny_quality_models(tmp_path_factory.mktemp("quality-models"))
+
+
+@pytest.fixture(scope="session")
 def flagging_model_dir(tmp_path_factory) -> Path:
     """A tiny model whose (real) safety checker flags every image."""
     from gpu_service.engine.tiny_model import write_tiny_model

@@ -68,22 +68,24 @@ async def test_quit_stops_reading(tmp_path):
 
 
 @pytest.mark.slow
-def test_python_m_bot_shell_on_the_tiny_model_driven_through_stdin(tmp_path, tiny_model_dir):
+def test_python_m_bot_shell_on_the_tiny_model_driven_through_stdin(tmp_path, tiny_model_dir, tiny_quality_dirs):
     """The real thing, as `make demo` runs it: a subprocess, the local engine, a script on standard input
-    that trains the demo subject and then draws it."""
+    that trains the demo subject (with its quality report) and then draws it."""
     from gpu_service.demo_images import write_demo_images
 
     write_demo_images(tmp_path / "photos", 3)
     env = {k: v for k, v in os.environ.items() if k != "DISCORD_TOKEN"}
     env.update(PYTHONPATH=str(ROOT), BASE_MODEL=str(tiny_model_dir), DATA_DIR=str(tmp_path / "data"),
                OUTPUTS_DIR=str(tmp_path / "outputs"), WANDB_MODE="offline", GPU_BACKEND="local",
-               TRAIN_CLASS_IMAGES="2", TRAIN_CHECKPOINT_EVERY="2")
+               TRAIN_CLASS_IMAGES="2", TRAIN_CHECKPOINT_EVERY="2", QUALITY_CLIP_MODEL=str(tiny_quality_dirs[0]),
+               QUALITY_DINO_MODEL=str(tiny_quality_dirs[1]), QUALITY_SAMPLES="1")
     script = (f"/train urls:{tmp_path / 'photos'} steps:3\n"
               '/qwerty prompt_prefix:"a gorgeous painting of a" prompt_postfix:"in space" count:2 steps:2\nquit\n')
     done = subprocess.run([sys.executable, "-m", "bot", "shell"], cwd=tmp_path, env=env, input=script,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "trained qwerty v1 (live now)" in done.stdout
+    assert all(name in done.stdout for name in ("DINO", "CLIP-I", "CLIP-T")) and "report card: " in done.stdout
     assert "a gorgeous painting of a qwerty dog in space" in done.stdout and "qwerty v1" in done.stdout
     written = [Path(line.removeprefix("wrote ")) for line in done.stdout.splitlines() if line.startswith("wrote ")]
     images = [p for p in written if "sample" not in p.name]
