@@ -68,6 +68,13 @@ class LocalGpuClient:
             lease.release()
             raise GpuBusy(GPU_BUSY_TRAINING)
         self._training_runs = True
+        try:
+            # The pipeline first: loading it on one thread while the training loads its models on another
+            # fails (the libraries' loaders switch process-wide state to build models on the meta device).
+            await self.start()
+        except BaseException:
+            self._training_ended(lease)
+            raise
         loop = asyncio.get_running_loop()
         running = self._trainer.submit(
             run_training_job, self.settings, request, _on_loop(on_progress), self.registry
