@@ -15,6 +15,7 @@ from bot.render import quality_lines, write_report_card
 from bot.settings import BotSettings
 from bot.wiring import make_app_services
 from commands.context import RequestContext
+from commands.errors import redact_links
 from commands.permissions import Caller
 from commands.train import TrainOptions
 from gpu_service.intake import display_name
@@ -66,7 +67,7 @@ async def run_model(args: argparse.Namespace, settings: BotSettings) -> int:
     bar.close()
     version = result.version
     for line in result.rejected_images:
-        print(f"skipped {line}")
+        print(f"skipped {redact_links(line)}")
     print(f"Training finished: version {version.version} of '{version.subject}' is live ({version.instance_phrase})")
     for line in quality_lines(version.quality):
         print(line)

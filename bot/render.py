@@ -15,6 +15,7 @@ from pathlib import Path
 
 import discord
 
+from commands.errors import scrub
 from commands.generate import Generation
 from commands.qwerty import Queued, Rendering, Update
 from commands.train import PreparedTraining, progress_summary
@@ -141,9 +142,13 @@ def fit_image(png: bytes, stem: str, limit: int) -> Attachment:
 
 
 def train_progress(subject: str, progress: TrainProgress) -> str:
+    """The progress line; a failure's own text is left out (it may quote an exception: the error reply that
+    follows says what happened, with a reference), other notes are shown cleaned by `scrub`."""
     line = f"Training `{subject}`: {progress_summary(progress)}"
-    if progress.message:
-        line += f"\n{clip(progress.message, 500)}"
+    if progress.message and progress.state != "failed":
+        note, private = scrub(progress.message)
+        if not private:
+            line += f"\n{clip(note, 500)}"
     return clip(line)
 
 

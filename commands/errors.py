@@ -82,9 +82,14 @@ def reply_for(error: BaseException) -> ErrorReply:
 def scrub(text: str) -> tuple[str, bool]:
     """`text` with links redacted, file paths as "a file" and quoted exception text left out; whether either
     of the last two was there (then the original belongs in the log, not in the reply)."""
-    text = _LINK.sub(_redacted, text)
+    text = redact_links(text)
     cleaned = _PATH.sub("a file", _without_exception_detail(text))
     return cleaned, cleaned != text
+
+
+def redact_links(text: str) -> str:
+    """Every link in `text` without its user:password@ and its query string."""
+    return _LINK.sub(_redacted, text)
 
 
 def _redacted(match: re.Match) -> str:

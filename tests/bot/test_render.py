@@ -193,3 +193,17 @@ def test_twenty_long_dead_links_make_a_reply_within_the_limit_with_no_secret():
     assert len(text) <= MAX_CONTENT and "Skipped 20 image(s):" in text and "more" in text
     assert "hunter2" not in text and "s3cr3t" not in text and "token" not in text
     assert "- https://host0.example.com/" in text
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [("failed", "CUDA out of memory. Tried to allocate 2.00 GiB"), ("training", "read /srv/private/cache/x.bin")],
+)
+def test_progress_never_shows_a_failures_raw_text_or_a_path(state, message):
+    text = train_progress("qwerty", TrainProgress(job_id="j", state=state, step=3, total_steps=10, message=message))
+    assert text.startswith(f"Training `qwerty`: {state}") and message not in text and "/srv" not in text
+
+
+def test_progress_notes_are_shown():
+    text = train_progress("qwerty", TrainProgress(job_id="j", state="saving", message="scoring the new version"))
+    assert text.endswith("\nscoring the new version")
