@@ -22,6 +22,7 @@ PATTERN_WORDS = {
 }
 # Fields whose range reads better spelled out than as "can be A to B".
 RANGE_WORDS = {"seed": "must be a whole number from {low} to {high}"}
+_RANGE_ERRORS = ("greater_than_equal", "less_than_equal", "greater_than", "less_than")
 _VALUE_ERROR_SHOWN = 120  # our own validators' messages, clipped so no long input rides along
 
 
@@ -56,26 +57,22 @@ def _sentence(problem: dict[str, Any], model: type[BaseModel] | None) -> str:
         return f"{field} can have at most {context.get('max_length')} item(s)."
     if kind == "string_pattern_mismatch":
         return f"{field} {PATTERN_WORDS.get(name, 'is not in a form this command accepts')}."
-    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than") or kind.startswith(("int_", "float_")):
+    if kind in _RANGE_ERRORS or kind.startswith(("int_", "float_")):
         return _range_sentence(name, field, kind, low, high)
     return _other_sentence(problem, field, kind)
 
 
 def _range_sentence(name: str, field: str, kind: str, low: Any, high: Any) -> str:
     whole = "whole number" if kind.startswith("int_") else "number"
-    if isinstance(low, _Bound) or isinstance(high, _Bound):
-        return f"{field} must be {_lower_words(low)} and at most {_number(high)}." if low is not None and \
-            high is not None else f"{field} must be {_lower_words(low) if low is not None else _upper_words(high)}."
-    if low is not None and high is not None:
+    strict = isinstance(low, _Bound) or isinstance(high, _Bound)
+    if low is not None and high is not None and not strict:
         template = RANGE_WORDS.get(name, "can be {low} to {high}")
         if kind.startswith(("int_", "float_")) and name not in RANGE_WORDS:
             template = f"must be a {whole} from {{low}} to {{high}}"
         return f"{field} {template.format(low=_number(low), high=_number(high))}."
-    if low is not None:
-        return f"{field} must be {_lower_words(low)}."
-    if high is not None:
-        return f"{field} must be {_upper_words(high)}."
-    return f"{field} must be a {whole}."
+    limits = [_lower_words(low)] if low is not None else []
+    limits += [_upper_words(high)] if high is not None else []
+    return f"{field} must be {' and '.join(limits)}." if limits else f"{field} must be a {whole}."
 
 
 def _other_sentence(problem: dict[str, Any], field: str, kind: str) -> str:

@@ -42,7 +42,8 @@ async def test_the_shell_prints_the_scores_and_verdict_and_writes_the_card_under
     assert code == 0, printed
     assert "DINO 0.668, CLIP-I 0.803, CLIP-T 0.205" in printed and "Verdict: overfit." in printed
     assert "Try fewer steps" in printed
-    [card] = [Path(line.removeprefix("report card: ")) for line in printed.splitlines() if line.startswith("report card: ")]
+    [card] = [Path(line.removeprefix("report card: "))
+              for line in printed.splitlines() if line.startswith("report card: ")]
     assert card.parent == settings.OUTPUTS_DIR and card.read_bytes() == card_png()
 
 
