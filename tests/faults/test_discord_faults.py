@@ -66,7 +66,9 @@ async def test_a_429_then_a_500_delay_the_images_but_they_arrive_once(bot, stub,
     assert len(followups(interaction)) == 1
 
 
-async def test_a_follow_up_refused_until_discord_gives_up_still_leaves_one_final_message(bot, stub, refusals):  # noqa: F811
+async def test_a_follow_up_refused_until_discord_gives_up_still_leaves_one_final_message(
+    bot, stub, refusals,  # noqa: F811
+):
     refusals += [429] * 5  # discord.py tries five times, then raises
     interaction = await stub.slash_command("qwerty", {"prompt_prefix": "a", "seed": 3})
     final = await interaction.responses.wait_for(lambda sent: sent.kind in ("followup", "edit"), timeout=30)
