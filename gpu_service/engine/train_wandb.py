@@ -3,7 +3,8 @@
 W&B is a mirror, never a dependency: the first failure is logged once as a warning and every later call
 does nothing, so training goes on. wandb is imported only when a run starts.
 
-Artifact choice: the version is published first, then the LoRA is logged as `lora-<subject>` with the
+Artifact choice: the version is published first, then the LoRA is logged as `lora-<subject>` (the key's
+W&B spelling, `artifact_slug`: a server's own `dog@700` is `lora-dog.g700`) with the
 aliases `<job id>` and `version-<n>`. The version's metadata records `<project>/lora-<subject>:<job id>`
 (known before publishing); should logging the artifact fail afterwards, that reference names nothing.
 """
@@ -16,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from gpu_service.subjects import artifact_slug
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,7 @@ class TrainingTracker:
         if not self.active:
             return None
         owner = f"{self.config.entity}/" if self.config.entity else ""
-        return f"{owner}{self.config.project}/lora-{subject}:{job_id}"
+        return f"{owner}{self.config.project}/lora-{artifact_slug(subject)}:{job_id}"
 
     def log_step(self, step: int, loss: float, lr: float) -> None:
         self._log({"train/loss": loss, "train/lr": lr}, step)
@@ -128,7 +131,7 @@ class TrainingTracker:
         if not self.active:
             return
         artifact = self._wandb.Artifact(
-            name=f"lora-{subject}", type="model", metadata=metadata | {"version": version, "job_id": job_id},
+            name=f"lora-{artifact_slug(subject)}", type="model", metadata=metadata | {"version": version, "job_id": job_id},
         )
         artifact.add_file(str(weights))
         self._run.log_artifact(artifact, aliases=[job_id, f"version-{version}"])
