@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import safetensors.torch
 from diffusers import DiffusionPipeline
 
+from gpu_service.engine.pipeline_loading import MODEL_LOADING
 from gpu_service.errors import RemoteError, SubjectNotFound
 from gpu_service.registry import WEIGHTS_NAME, DamagedWeights, ModelRegistry
 from gpu_service.schemas import ModelVersion
@@ -122,7 +123,7 @@ class AdapterSwitcher:
 
     def _load(self, version: ModelVersion, name: str) -> None:
         state_dict = safetensors.torch.load(self.registry.read_weights(version.subject, version.version))
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), MODEL_LOADING:
             # Several named adapters in one UNet is the design, not the mistake peft warns about.
             warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
             self.pipe.load_lora_weights(state_dict, adapter_name=name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import torch
 from diffusers import DiffusionPipeline, DPMSolverMultistepScheduler
@@ -10,6 +11,11 @@ from diffusers.utils import logging as diffusers_logging
 from transformers.utils import logging as transformers_logging
 
 log = logging.getLogger(__name__)
+
+# Held around every `from_pretrained` and `load_lora_weights` of the engine, inference and training alike:
+# the libraries' loaders switch process-wide state to build models on the "meta" device, so a load on one
+# thread while another loads can leave weights on "meta". Re-entrant: a load may run inside another.
+MODEL_LOADING = threading.RLock()
 
 
 def pick_device() -> tuple[str, torch.dtype]:
@@ -29,7 +35,8 @@ def load_pipeline(base_model: str, *, token: str | None = None, device: str | No
     # A UNet-only LoRA makes diffusers warn, on every load, that the text encoder got no LoRA keys.
     diffusers_logging.set_verbosity_error()
     chosen_device, dtype = pick_device() if device is None else (device, torch.float32)
-    pipe = DiffusionPipeline.from_pretrained(base_model, dtype=dtype, token=token)
+    with MODEL_LOADING:
+        pipe = DiffusionPipeline.from_pretrained(base_model, dtype=dtype, token=token)
     # DPM-Solver++ gives SD1.5 quality in ~25 steps where DDIM/PNDM want 50.
     pipe.scheduler = DPMSolverMultistepScheduler.from_config(
         pipe.scheduler.config, algorithm_type="dpmsolver++"

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gpu_service.engine.pipeline_loading import MODEL_LOADING
+
 # Table 1 of the paper, for the report card and the verdict's justification.
 PAPER_DREAMBOOTH_SD = {"dino": 0.668, "clip_i": 0.803, "clip_t": 0.305}
 PAPER_TEXTUAL_INVERSION = {"dino": 0.569, "clip_i": 0.780, "clip_t": 0.255}
@@ -138,10 +140,11 @@ class QualityModels:
 
         transformers_logging.disable_progress_bar()
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.clip = CLIPModel.from_pretrained(clip_model, token=token).to(self.device).eval()
-        self.clip_processor = CLIPProcessor.from_pretrained(clip_model, token=token)
-        # DINO checkpoints carry no pooler; the metric reads the CLS token of the last hidden state.
-        self.dino = ViTModel.from_pretrained(dino_model, token=token, add_pooling_layer=False)
+        with MODEL_LOADING:
+            self.clip = CLIPModel.from_pretrained(clip_model, token=token).to(self.device).eval()
+            self.clip_processor = CLIPProcessor.from_pretrained(clip_model, token=token)
+            # DINO checkpoints carry no pooler; the metric reads the CLS token of the last hidden state.
+            self.dino = ViTModel.from_pretrained(dino_model, token=token, add_pooling_layer=False)
         self.dino = self.dino.to(self.device).eval()
         self.dino_processor = AutoImageProcessor.from_pretrained(dino_model, token=token)
 

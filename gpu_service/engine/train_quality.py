@@ -24,7 +24,7 @@ from PIL import Image
 
 from gpu_service.engine.checkpoints import checkpoints
 from gpu_service.engine.generator import encode_png
-from gpu_service.engine.pipeline_loading import load_pipeline
+from gpu_service.engine.pipeline_loading import MODEL_LOADING, load_pipeline
 from gpu_service.engine.quality import (
     PAPER_DREAMBOOTH_SD,
     PAPER_REAL_IMAGES,
@@ -129,7 +129,8 @@ def render_sets(job, samples: int, candidates: dict[int, Path]) -> dict[int | No
     rendered = {None: _render(pipe, job, samples)}
     for step, directory in candidates.items():
         name = f"step_{step}"
-        pipe.load_lora_weights(directory, weight_name=WEIGHTS_NAME, adapter_name=name)
+        with MODEL_LOADING:
+            pipe.load_lora_weights(directory, weight_name=WEIGHTS_NAME, adapter_name=name)
         rendered[step] = _render(pipe, job, samples)
         pipe.delete_adapters(name)
     del pipe

@@ -27,7 +27,7 @@ from pathlib import Path
 from PIL import Image
 
 from gpu_service.engine.generator import encode_png
-from gpu_service.engine.pipeline_loading import load_pipeline
+from gpu_service.engine.pipeline_loading import MODEL_LOADING, load_pipeline
 from gpu_service.engine.rendering import render_images
 from gpu_service.engine.train_config import TrainingConfig, check_resolution, with_steps
 from gpu_service.engine.train_data import (
@@ -295,7 +295,8 @@ def fit(
 def build_job_trainer(job: TrainingJob, pictures: list[Image.Image], class_paths: list[Path]) -> Trainer:
     """Models with fresh LoRA adapters, and the data as cached latents (and embeddings, if frozen)."""
     config, precision = job.config, job.precision
-    models = load_models(job.base_model, precision, job.token)
+    with MODEL_LOADING:
+        models = load_models(job.base_model, precision, job.token)
     groups = add_lora(models, config, precision)
     data = build_train_data(
         models.tokenizer, pictures, load_class_images(class_paths), resolution=job.resolution,
@@ -345,7 +346,8 @@ def render_validation(job: TrainingJob) -> list[tuple[str, bytes]]:
     it (seed `config.seed + i` for prompt i): (prompt, PNG) pairs, also written beside the weights."""
     config = job.config
     pipe = load_pipeline(job.base_model, token=job.token)
-    pipe.load_lora_weights(job.staging, weight_name=WEIGHTS_NAME, adapter_name="validation")
+    with MODEL_LOADING:
+        pipe.load_lora_weights(job.staging, weight_name=WEIGHTS_NAME, adapter_name="validation")
     pngs = []
     for index, prompt in enumerate(job.validation_prompts):
         (image,) = render_images(
