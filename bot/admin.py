@@ -90,7 +90,7 @@ class AdminDesk:
     async def status(self, interaction: discord.Interaction) -> None:
         self.require(interaction, "see the status")
         await interaction.response.defer(ephemeral=True, thinking=True)
-        text = status_text(await self.app.admin.status())
+        text = status_text(await self.app.admin.status(caller_of(interaction)))
         await interaction.edit_original_response(content=render.clip(text), allowed_mentions=NO_MENTIONS)
 
 

@@ -19,7 +19,6 @@ from bot.tasks import TaskOwner
 from bot.training import TrainingDesk
 from bot.wiring import AppServices
 from commands.generate import GenerateOptions
-from commands.permissions import visible
 from commands.train import TrainOptions
 
 
@@ -46,10 +45,8 @@ class Handlers:
 
     async def subject_choices(self, interaction: discord.Interaction, typed: str) -> list[app_commands.Choice[str]]:
         """The subjects this server sees: the global ones and its own."""
-        guild_id = str(interaction.guild_id or "")
-        versions = [v for v in await self.app.subjects.matching(typed) if visible(v.owner, guild_id)]
+        versions = await self.app.subjects.matching(typed, str(interaction.guild_id or ""))
         return [
-            app_commands.Choice(name=render.clip(f"{v.subject}: {v.instance_phrase} (v{v.version})", 100),
-                                value=v.subject)
+            app_commands.Choice(name=render.clip(f"{v.name}: {v.instance_phrase} (v{v.version})", 100), value=v.name)
             for v in versions
         ]

@@ -21,6 +21,7 @@ from commands.qwerty import Queued, Rendering, Update
 from commands.train import PreparedTraining, progress_summary
 from gpu_service.intake import display_name, format_rejections
 from gpu_service.schemas import QualityReport, QualityScores, TrainProgress, TrainResult
+from gpu_service.subjects import subject_name, subject_owner
 
 MAX_CONTENT = 2000
 MAX_FILES = 10
@@ -103,13 +104,13 @@ def generation_reply(generation: Generation, upload_limit: int = DEFAULT_UPLOAD_
     result = generation.result
     prompt = discord.utils.escape_markdown(clip(result.prompt, _PROMPT_SHOWN))
     seeds = ", ".join(str(image.seed) for image in result.images)
-    model = f"{result.subject} v{result.version}" if result.version else "base model"
+    model = f"{subject_name(result.subject)} v{result.version}" if result.version else "base model"
     lines = [f"**{prompt}**", f"seed{'s' if len(result.images) > 1 else ''} {seeds} · {result.steps} steps · "
              f"guidance {result.guidance:g} · {model}"]
     if result.negative_prompt:
         lines.append(f"negative: {discord.utils.escape_markdown(clip(result.negative_prompt, 300))}")
     if result.base_fallback:
-        lines.append(f"(`{result.subject}` has no trained version yet: the base model answered)")
+        lines.append(f"(`{subject_name(result.subject)}` has no trained version yet: the base model answered)")
     if result.withheld_count:
         lines.append(f"{result.withheld_count} image(s) withheld by the safety checker.")
     attachments = [
@@ -144,7 +145,7 @@ def fit_image(png: bytes, stem: str, limit: int) -> Attachment:
 def train_progress(subject: str, progress: TrainProgress) -> str:
     """The progress line; a failure's own text is left out (it may quote an exception: the error reply that
     follows says what happened, with a reference), other notes are shown cleaned by `scrub`."""
-    line = f"Training `{subject}`: {progress_summary(progress)}"
+    line = f"Training `{subject_name(subject)}`: {progress_summary(progress)}"
     if progress.message and progress.state != "failed":
         note, private = scrub(progress.message)
         if not private:
@@ -154,9 +155,11 @@ def train_progress(subject: str, progress: TrainProgress) -> str:
 
 def training_started(prepared: PreparedTraining, progress_link: str) -> str:
     request = prepared.request
+    own = " (this server's own: other servers keep theirs)" if subject_owner(request.subject) else ""
     head = clip(
-        f"Training `{request.subject}` (\"{clip(request.instance_phrase, 100)}\", a {clip(request.class_phrase, 100)})"
-        f" on {len(request.images)} images. Job `{request.job_id}`; progress: {progress_link}", MAX_CONTENT // 4,
+        f"Training `{subject_name(request.subject)}`{own} (\"{clip(request.instance_phrase, 100)}\", "
+        f"a {clip(request.class_phrase, 100)}) on {len(request.images)} images. Job `{request.job_id}`; "
+        f"progress: {progress_link}", MAX_CONTENT // 4,
     )
     return clip("\n".join([head, *rejected_lines(prepared.rejected, MAX_CONTENT - len(head) - 1)]))
 
@@ -174,7 +177,7 @@ def training_result(result: TrainResult, requested_by: str = "", upload_limit: i
     then the samples."""
     version = result.version
     who = f"<@{requested_by}> " if requested_by.isdigit() else ""
-    lines = [f"{who}Training finished: `{version.subject}` v{version.version} is live."]
+    lines = [f"{who}Training finished: `{version.name}` v{version.version} is live."]
     if version.steps:
         loss = f", final loss {version.final_loss:.4f}" if version.final_loss is not None else ""
         lines.append(f"{version.steps} steps{loss}.")
@@ -182,8 +185,8 @@ def training_result(result: TrainResult, requested_by: str = "", upload_limit: i
     if version.wandb_url:
         shown = version.wandb_url if version.wandb_url.startswith("https://") else "logged offline (`wandb sync`)"
         lines.append(f"W&B: {display_name(shown)}")
-    lines.append(f"Try it: `/qwerty prompt_prefix:a photo of a subject:{version.subject}`")
-    stem = f"{version.subject}-v{version.version}"
+    lines.append(f"Try it: `/qwerty prompt_prefix:a photo of a subject:{version.name}`")
+    stem = f"{version.name}-v{version.version}"
     card = [fit_image(result.report_card, f"{stem}-report-card", upload_limit)] if result.report_card else []
     samples = [fit_image(png, f"{stem}-sample-{index}", upload_limit)
                for index, png in enumerate(result.validation_images[: MAX_FILES - len(card)])]
@@ -210,7 +213,7 @@ def write_report_card(result: TrainResult, directory: Path) -> Path | None:
     if result.report_card is None:
         return None
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{result.version.subject}-v{result.version.version}-report-card.png"
+    path = directory / f"{result.version.name}-v{result.version.version}-report-card.png"
     path.write_bytes(result.report_card)
     return path
 

@@ -28,6 +28,7 @@ from gpu_service.client import TrainProgressCallback
 from gpu_service.intake import Rejection
 from gpu_service.intake.models import describe_size
 from gpu_service.schemas import ImageSource, TrainProgress, TrainResult
+from gpu_service.subjects import subject_name
 
 log = logging.getLogger(__name__)
 Work = Callable[[TrainProgressCallback], Awaitable[TrainResult]]
@@ -66,7 +67,8 @@ class TrainingDesk:
         subject = record.request.get("subject", "?")
         status_id = int(record.message_id) if record.message_id else None
         if status_id is None:
-            status_id = (await channel.send(f"Training `{subject}`: resuming after a restart…")).id
+            resuming = render.clip(f"Training `{subject_name(subject)}`: resuming after a restart…")
+            status_id = (await channel.send(resuming, allowed_mentions=NO_MENTIONS)).id
             await self.app.jobs.update(record.job_id, message_id=str(status_id))
 
         def work(on_progress: TrainProgressCallback) -> Awaitable[TrainResult]:
@@ -114,7 +116,7 @@ class TrainingDesk:
         except discord.HTTPException:  # no Attach Files here, say: the news matters more than the samples
             log.warning("could not post the samples of %s; posting the text alone", where, exc_info=True)
             await channel.send(reply.content, allowed_mentions=mentions)
-        done = f"Training `{subject}`: done, v{result.version.version} is live."
+        done = f"Training `{result.version.name}`: done, v{result.version.version} is live."
         try:
             await status.edit(content=done)
         except discord.HTTPException:

@@ -109,7 +109,7 @@ def make_app_services(settings: BotSettings, gpu: GpuClient | None = None) -> Ap
         class_phrase=settings.CLASS_PHRASE, images_file_url=settings.IMAGES_FILE_URL,
     )
     admins = AdminPolicy.of(settings.OPERATOR_USER_IDS, settings.ADMIN_ROLE_IDS)
-    gate = TrainingGate(admins, training_limits(settings), gpu, jobs, default_subject=settings.DEFAULT_SUBJECT)
+    gate = TrainingGate(admins, training_limits(settings), gpu, jobs)
     training = TrainingService(
         gpu, jobs, subjects, gate, policy=intake_policy(settings), defaults=defaults,
         jobs_dir=settings.DATA_DIR / "jobs", timeout_s=settings.TRAIN_TIMEOUT_S,

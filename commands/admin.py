@@ -19,6 +19,7 @@ from commands.wandb_log import LogStats
 from gpu_service.client import GpuClient
 from gpu_service.errors import InvalidRequest, SubjectNotFound
 from gpu_service.schemas import ModelVersion, ServiceStatus
+from gpu_service.subjects import subject_owner
 
 log = logging.getLogger(__name__)
 STATUS_TIMEOUT_S = 10.0
@@ -62,12 +63,15 @@ class AdminService:
 
     async def rollback(self, caller: Caller, subject: str, version: int | None = None) -> Rollback:
         """Make `version` live now (default: the newest one older than the live one). The next request
-        names it (commands/qwerty.py pins the live version), so no restart is needed."""
-        versions = await self.gpu.list_versions(subject)
-        everything = self.admins.is_operator(caller)
-        if not versions or not visible(versions[0].owner, caller.guild_id, everything=everything):
+        names it (commands/qwerty.py pins the live version), so no restart is needed. `subject` is the name
+        as typed (this server's own subject first); operators may also give a key (`dog@700`)."""
+        operator = self.admins.is_operator(caller)
+        key = subject if operator and "@" in subject else await self.catalog.resolve(subject, caller.guild_id)
+        versions = await self.gpu.list_versions(key)
+        if not versions:
             raise SubjectNotFound(f"There is no trained subject `{subject}`.")
-        self.admins.require_owner(caller, subject, versions[0].owner, "roll back")
+        self.admins.require_owner(caller, subject, subject_owner(key), "roll back")
+        subject = key
         live = next((v.version for v in versions if v.active), None)
         if version is None:
             if live is None:
@@ -84,17 +88,26 @@ class AdminService:
         log.info("rollback: %s v%s is live (was v%s)", subject, version, live)
         return Rollback(live, activated)
 
-    async def status(self) -> StatusReport:
+    async def status(self, caller: Caller | None = None) -> StatusReport:
+        """The deployment's state; a server admin sees only the trainings of subjects their server sees."""
         try:
             async with asyncio.timeout(STATUS_TIMEOUT_S):
                 service = await self.gpu.status()
         except Exception as error:  # status must answer even when the backend does not
             service = ServiceStatus(backend="?", reachable=False, warm=False, detail=f"{error.__class__.__name__}")
-        here = tuple(self.training.running())
+        seen = self._seen_by(caller)
+        here = tuple(t for t in self.training.running() if seen(t.subject))
         ids = {training.job_id for training in here}
-        elsewhere = tuple(r for r in await self.jobs.unfinished() if r.kind == "train" and r.job_id not in ids)
+        elsewhere = tuple(r for r in await self.jobs.unfinished()
+                          if r.kind == "train" and r.job_id not in ids and seen(str(r.request.get("subject", ""))))
         stats = self.log_stats() if self.log_stats is not None else None
         return StatusReport(service, self.queue.running_count, self.queue.waiting_count, here, elsewhere, stats)
+
+
+    def _seen_by(self, caller: Caller | None) -> Callable[[str], bool]:
+        everything = caller is None or self.admins.is_operator(caller)
+        guild_id = caller.guild_id if caller else ""
+        return lambda key: visible(subject_owner(key), guild_id, everything=everything)
 
 
 def models_text(versions: Sequence[ModelVersion]) -> str:
@@ -104,16 +117,21 @@ def models_text(versions: Sequence[ModelVersion]) -> str:
     for version in versions:
         by_subject.setdefault(version.subject, []).append(version)
     lines = []
-    for subject, known in by_subject.items():
+    for known in by_subject.values():
         live = next((v for v in known if v.active), None)
         phrase = live or known[-1]
-        lines.append(f"**{subject}** (\"{phrase.instance_phrase}\", a {phrase.class_phrase}): "
+        lines.append(f"**{display_name(phrase)}** (\"{phrase.instance_phrase}\", a {phrase.class_phrase}): "
                      f"{f'v{live.version} is live' if live else 'no live version'}")
         shown = known[-VERSIONS_SHOWN:]
         if len(known) > len(shown):
             lines.append(f"  … {len(known) - len(shown)} older version(s)")
         lines += [version_line(v) for v in reversed(shown)]
     return "\n".join(lines)
+
+
+def display_name(version: ModelVersion) -> str:
+    """`dog`, or `dog (server 700)` for a server's own subject: operators see every server's."""
+    return f"{version.name} (server {version.owner})" if version.owner else version.name
 
 
 def version_line(version: ModelVersion) -> str:
@@ -133,8 +151,8 @@ def rollback_text(rollback: Rollback) -> str:
     live = rollback.live
     was = f" (was v{rollback.previous})" if rollback.previous not in (None, live.version) else ""
     if rollback.previous == live.version:
-        return f"`{live.subject}` v{live.version} was already live; nothing changed."
-    return f"`{live.subject}` v{live.version} is live now{was}: the next /qwerty uses it."
+        return f"`{live.name}` v{live.version} was already live; nothing changed."
+    return f"`{live.name}` v{live.version} is live now{was}: the next /qwerty uses it."
 
 
 def status_text(report: StatusReport) -> str:

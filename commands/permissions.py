@@ -5,7 +5,8 @@ A public bot serves many servers with one model registry and one GPU bill, so th
 - operators (OPERATOR_USER_IDS) run the deployment: admins everywhere, and the only ones who may train,
   roll back or delete a global subject (the default subject, or one an operator trained);
 - a server's admins (the Administrator permission there, or a role of ADMIN_ROLE_IDS, which belongs to
-  one server) may do so only for subjects their own server owns.
+  one server) may do so only for subjects their own server owns. A server's /train makes or retrains its
+  own subject (`name@<guild id>`, gpu_service/subjects.py), which shadows a global one of the same name there.
 
 Discord's `default_permissions` only hides a command from non-admins by default, and server admins can
 change that in their settings, so it is a hint, never the check.
@@ -17,8 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from commands.errors import MemberError
-
-GLOBAL = ""  # the owner of a global subject
+from gpu_service.subjects import GLOBAL
 
 
 class NotAuthorized(MemberError):
@@ -72,7 +72,7 @@ class AdminPolicy:
         whose = "a global subject, shared by every server" if owner == GLOBAL else "another server's subject"
         raise NotAuthorized(
             f"`{subject}` is {whose}: only the bot's operators can {action} it. Your server's admins can train "
-            "a subject of its own with `/train subject:<new name>`."
+            f"a subject of its own with `/train subject:{subject}`."
         )
 
     def new_subject_owner(self, caller: Caller) -> str:

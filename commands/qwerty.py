@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -29,13 +30,13 @@ from commands.context import RequestContext
 from commands.generate import GenerateOptions, Generation, GenerationLog, new_id
 from commands.images import ImageStore
 from commands.jobs import JobRecord, JobStore
-from commands.permissions import visible
 from commands.queue import FairQueue, Ticket
 from commands.subjects import SubjectCatalog
 from commands.validation import build
 from gpu_service.client import GpuClient
-from gpu_service.errors import GpuTimeout, SubjectNotFound
+from gpu_service.errors import GpuTimeout, InvalidRequest
 from gpu_service.schemas import GenerateRequest, GenerationProgress
+from gpu_service.settings import SUBJECT_NAME_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,9 @@ class QwertyService:
         """Validate, check the prompt and take a place in the queue; InvalidRequest (a banned word among
         them) or LimitReached, before any ack and any GPU time."""
         request = self.build_request(options)
+        if context.front_end == "discord" and not re.fullmatch(SUBJECT_NAME_PATTERN, request.subject):
+            # a key names another server's subject: members type names, resolved in their own server
+            raise InvalidRequest("`subject` may use a-z, 0-9, _ and -, up to 32 characters.")
         self.prompt_check(context, request)
         ticket = self.queue.reserve(context.user_id or context.front_end)
         return Admission(new_id(), request, context, ticket, source_row_id)
@@ -147,12 +151,10 @@ class QwertyService:
             log.exception("could not keep the images of %s", generation.generation_id)
 
     async def _pinned(self, request: GenerateRequest, context: RequestContext) -> GenerateRequest:
-        """Name the live version of the subject (see the module docstring); unknown: leave it to the backend.
-        In a server, another server's subject does not exist (commands/permissions.py)."""
-        everything = context.front_end != "discord"  # the shell and the CLI are the deployment's own tools
-        owners = {v.owner for v in await self.catalog.versions() if v.subject == request.subject}
-        if owners and not any(visible(owner, context.guild_id, everything=everything) for owner in owners):
-            raise SubjectNotFound(f"There is no subject `{request.subject}` on this server.")
+        """The subject key the name means in this server (its own subject, else the global one), and the
+        live version of it (see the module docstring); unknown: leave the version to the backend."""
+        key = await self.catalog.resolve(request.subject, context.guild_id)
+        request = request.model_copy(update={"subject": key})
         if request.subject_version is not None:
             return request
         live = await self.catalog.live_version(request.subject)

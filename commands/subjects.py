@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from gpu_service.client import GpuClient
 from gpu_service.schemas import ModelVersion
+from gpu_service.subjects import GLOBAL, subject_key
 
 log = logging.getLogger(__name__)
 MAX_CHOICES = 25  # Discord shows at most 25 suggestions
@@ -43,15 +44,25 @@ class SubjectCatalog:
                 await self._refresh()
             return self._versions
 
-    async def matching(self, typed: str) -> list[ModelVersion]:
-        """The live version of each subject whose name or phrase contains what was typed."""
+    async def matching(self, typed: str, guild_id: str) -> list[ModelVersion]:
+        """The live version of each subject a server sees (the global ones and its own, its own shadowing a
+        global one of the same name) whose name or phrase contains what was typed."""
         typed = typed.strip().lower()
         live: dict[str, ModelVersion] = {}
         for version in await self.versions():
-            if version.active or version.subject not in live:
+            if version.owner in (GLOBAL, guild_id) and (version.active or version.subject not in live):
                 live[version.subject] = version
-        found = [v for v in live.values() if typed in v.subject or typed in v.instance_phrase.lower()]
-        return sorted(found, key=lambda v: (not v.subject.startswith(typed), v.subject))[:MAX_CHOICES]
+        own = {v.name for v in live.values() if v.owner}
+        found = [v for v in live.values() if (v.owner or v.name not in own)
+                 and (typed in v.name or typed in v.instance_phrase.lower())]
+        return sorted(found, key=lambda v: (not v.name.startswith(typed), v.name))[:MAX_CHOICES]
+
+    async def resolve(self, name: str, guild_id: str) -> str:
+        """The subject key `name` means in a server: the server's own subject when it has one, else the global."""
+        own = subject_key(name, guild_id)
+        if guild_id and any(version.subject == own for version in await self.versions()):
+            return own
+        return name
 
     async def live_version(self, subject: str) -> int | None:
         """The version number the bot knows is live for `subject` (cached like `versions`); None when

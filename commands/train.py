@@ -36,7 +36,8 @@ from gpu_service.errors import GpuBusy, GpuTimeout, IntakeError, InvalidRequest,
 from gpu_service.intake import IntakePolicy, Rejection, collect_images
 from gpu_service.leases import TrainingLease, TrainingLeases
 from gpu_service.schemas import ImageSource, TrainProgress, TrainRequest, TrainResult
-from gpu_service.settings import SUBJECT_PATTERN
+from gpu_service.settings import SUBJECT_NAME_PATTERN
+from gpu_service.subjects import subject_name
 
 log = logging.getLogger(__name__)
 _LINK = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
@@ -112,12 +113,12 @@ class TrainingService:
         """Take the subject's lease, check the caller's rights and the budgets (training_gate.py) and every
         option, then fetch and check the images (after `before_intake`, the front end's own downloads). No
         GPU time is spent here. See the module docstring for who releases the lease."""
-        lease = self._take(options.subject)
+        key = await self.gate.admit(caller, self._name(options.subject), options.steps)
+        lease = self.leases.take(key)
         try:
-            owner = await self.gate.admit(caller, lease.subject, options.steps)
             if before_intake is not None:
                 options = await before_intake(options)
-            prepared = await self._prepare(lease, options, context, owner)
+            prepared = await self._prepare(lease, options, context)
         except BaseException:
             lease.release()
             raise
@@ -128,20 +129,18 @@ class TrainingService:
                 await self.abandon(prepared, f"stopped before the training started ({error.__class__.__name__})")
             raise
 
-    def _take(self, subject: str | None) -> TrainingLease:
-        """The subject's lease; InvalidRequest for a bad name, GpuBusy when it is being trained."""
-        subject = (subject or self.defaults.subject).strip().lower()
-        if not re.fullmatch(SUBJECT_PATTERN, subject):
+    def _name(self, subject: str | None) -> str:
+        """The subject's name as typed (default: DEFAULT_SUBJECT); InvalidRequest for a bad one."""
+        name = (subject or self.defaults.subject).strip().lower()
+        if not re.fullmatch(SUBJECT_NAME_PATTERN, name):
             raise InvalidRequest(
-                f"`subject`: {subject[:40]!r} is not a valid name (1-32 of a-z, 0-9, '_' or '-', starting "
+                f"`subject`: {name[:40]!r} is not a valid name (1-32 of a-z, 0-9, '_' or '-', starting "
                 "with a letter or digit)."
             )
-        return self.leases.take(subject)
+        return name
 
-    async def _prepare(
-        self, lease: TrainingLease, options: TrainOptions, context: RequestContext, owner: str
-    ) -> PreparedTraining:
-        request = await self._checked_request(lease.subject, options, context, owner)
+    async def _prepare(self, lease: TrainingLease, options: TrainOptions, context: RequestContext) -> PreparedTraining:
+        request = await self._checked_request(lease.subject, options, context)
         sources = self._sources(lease.subject, options)
         try:
             intake = await collect_images(sources, self.policy)
@@ -169,7 +168,7 @@ class TrainingService:
     async def resume(self, record: JobRecord, on_progress: TrainProgressCallback | None = None) -> TrainResult:
         """After a restart: re-attach to the backend's call, or run the job again from its checkpoint."""
         try:
-            lease = self._take(record.request.get("subject"))
+            lease = self.leases.take(str(record.request.get("subject") or self.defaults.subject))  # the key
         except GpuBusy:
             # A new /train of the subject started first; resuming later would collide with it forever.
             await self.jobs.update(record.job_id, state="failed", error="a newer training of the subject started")
@@ -240,23 +239,22 @@ class TrainingService:
         except TimeoutError:
             raise GpuTimeout(f"The training did not finish within {self.timeout_s / 60:g} minutes.") from None
 
-    async def _checked_request(
-        self, subject: str, options: TrainOptions, context: RequestContext, owner: str
-    ) -> TrainRequest:
+    async def _checked_request(self, subject: str, options: TrainOptions, context: RequestContext) -> TrainRequest:
+        """`subject` is the key; a server's own copy of the default subject starts from its phrases too."""
         known = await self.catalog.phrases(subject)
-        if known is None and subject == self.defaults.subject:
+        if known is None and subject_name(subject) == self.defaults.subject:
             known = (self.defaults.instance_phrase, self.defaults.class_phrase)
         instance = options.instance_phrase or (known[0] if known else None)
         class_phrase = options.class_phrase or (known[1] if known else None)
         if not instance or not class_phrase:
             raise InvalidRequest(
-                f"`{subject}` is a new subject: give `instance_phrase` (the words for it, e.g. 'sks cat') "
+                f"`{subject_name(subject)}` is a new subject: give `instance_phrase` (the words for it, e.g. 'sks cat') "
                 "and `class_phrase` (what kind of thing it is, e.g. 'cat')."
             )
         return build(
             TrainRequest, job_id=new_id(), subject=subject, instance_phrase=instance.strip(),
             class_phrase=class_phrase.strip(), images=(ImageSource(name="pending"),), steps=options.steps,
-            requested_by=context.user_name or context.user_id, owner=owner,
+            requested_by=context.user_name or context.user_id,
         )
 
     def _sources(self, subject: str, options: TrainOptions) -> list[ImageSource | Path | str]:

@@ -1,4 +1,4 @@
-"""Whether a /train may start: who owns the subject, and the deployment's budgets. Checked before any image
+"""Whether a /train may start: which subject key it trains (whose subject), and the deployment's budgets. Checked before any image
 is fetched or any GPU time is spent, from the registry (owners) and the job store (counts), so the budgets
 hold across restarts and across backends.
 """
@@ -11,9 +11,10 @@ from datetime import UTC, datetime, timedelta
 
 from commands.errors import MemberError
 from commands.jobs import JobStore
-from commands.permissions import GLOBAL, AdminPolicy, Caller
+from commands.permissions import AdminPolicy, Caller
 from gpu_service.client import GpuClient
 from gpu_service.errors import GpuBusy, InvalidRequest
+from gpu_service.subjects import GLOBAL, subject_key
 
 
 class TrainingBudget(MemberError):
@@ -30,44 +31,42 @@ class TrainingLimits:
 
 class TrainingGate:
     def __init__(
-        self, policy: AdminPolicy, limits: TrainingLimits, gpu: GpuClient, jobs: JobStore, *,
-        default_subject: str, clock=time.time,
+        self, policy: AdminPolicy, limits: TrainingLimits, gpu: GpuClient, jobs: JobStore, *, clock=time.time,
     ) -> None:
         self.policy = policy
         self.limits = limits
         self.gpu = gpu
         self.jobs = jobs
-        self.default_subject = default_subject
         self.clock = clock
 
-    async def admit(self, caller: Caller, subject: str, steps: int | None) -> str:
-        """The owner the trained subject will have; NotAuthorized, InvalidRequest, GpuBusy or TrainingBudget
+    async def admit(self, caller: Caller, name: str, steps: int | None) -> str:
+        """The key of the subject to train (gpu_service/subjects.py): global for an operator, the caller's
+        server's own otherwise (created by its first training, so a server admin's `/train subject:qwerty` never
+        changes what other servers get from `qwerty`). NotAuthorized, InvalidRequest, GpuBusy or TrainingBudget
         when it may not start."""
-        owner = await self._owner(caller, subject)
+        self.policy.require(caller, "train")
+        key = await self._key(caller, name)
         if steps is not None and steps > self.limits.max_steps:
             raise InvalidRequest(f"`steps` can be at most {self.limits.max_steps:,} on this bot.")
         await self._check_concurrent()
         if not self.policy.is_operator(caller):
             await self._check_daily(caller.guild_id)
-        return owner
+        return key
 
-    async def _owner(self, caller: Caller, subject: str) -> str:
-        versions = await self.gpu.list_versions()  # the registry itself: owners are never taken from a cache
-        owners = {version.owner for version in versions if version.subject == subject}
-        if owners or subject == self.default_subject:
-            owner = owners.pop() if owners else GLOBAL
-            self.policy.require_owner(caller, subject, owner, "train")
-            return owner
+    async def _key(self, caller: Caller, name: str) -> str:
         owner = self.policy.new_subject_owner(caller)
-        if owner != GLOBAL:
-            own = {version.subject for version in versions if version.owner == owner}
-            if len(own) >= self.limits.max_subjects_per_guild:
-                raise TrainingBudget(
-                    f"This server already has {len(own)} subjects, the most it can have "
-                    f"(MAX_SUBJECTS_PER_GUILD = {self.limits.max_subjects_per_guild}). Train one of them again "
-                    "instead, or ask the bot's operators."
-                )
-        return owner
+        key = subject_key(name, owner)
+        if owner == GLOBAL:
+            return key
+        versions = await self.gpu.list_versions()  # the registry itself, never a cache
+        own = {version.subject for version in versions if version.owner == owner}
+        if key not in own and len(own) >= self.limits.max_subjects_per_guild:
+            raise TrainingBudget(
+                f"This server already has {len(own)} subjects, the most it can have "
+                f"(MAX_SUBJECTS_PER_GUILD = {self.limits.max_subjects_per_guild}). Train one of them again "
+                "instead, or ask the bot's operators."
+            )
+        return key
 
     async def _check_concurrent(self) -> None:
         running = [job for job in await self.jobs.unfinished() if job.kind == "train"]

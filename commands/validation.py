@@ -18,7 +18,6 @@ from gpu_service.errors import InvalidRequest
 PATTERN_WORDS = {
     "subject": "may use a-z, 0-9, _ and -, up to 32 characters",
     "job_id": "may use A-Z, a-z, 0-9, _ and -, up to 64 characters",
-    "owner": "must be a server id (digits) or empty",
 }
 # Fields whose range reads better spelled out than as "can be A to B".
 RANGE_WORDS = {"seed": "must be a whole number from {low} to {high}"}

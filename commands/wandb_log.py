@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from commands.generate import Generation
+from gpu_service.subjects import artifact_slug
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def lora_artifact(generation: Generation) -> str:
     """The W&B model artifact of the LoRA that drew the images ("" for the base model): the training run
     logs `lora-<subject>` with the alias `version-<n>`."""
     result = generation.result
-    return f"lora-{result.subject}:version-{result.version}" if result.version else ""
+    return f"lora-{artifact_slug(result.subject)}:version-{result.version}" if result.version else ""
 
 
 def generation_rows(generation: Generation) -> list[list[Any]]:

@@ -73,7 +73,6 @@ class VersionMetadata(BaseModel):
     weights_sha256: str | None = None
     weights_bytes: int | None = Field(None, ge=0)
     quality: dict[str, Any] | None = None  # gpu_service.schemas.QualityReport's fields
-    owner: str = ""  # the guild that owns the subject; "" (and every version written before owners) is global
 
     @field_validator("created_at")
     @classmethod
@@ -94,7 +93,6 @@ class VersionMetadata(BaseModel):
             wandb_url=self.wandb_url,
             active=active,
             quality=self._quality_report(),
-            owner=self.owner,
         )
 
     def _quality_report(self) -> QualityReport | None:

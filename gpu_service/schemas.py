@@ -8,13 +8,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gpu_service.settings import SUBJECT_PATTERN
+from gpu_service.subjects import subject_name, subject_owner
 
 MAX_SIDE = 1024
 MAX_IMAGES_PER_REQUEST = 4
 MAX_SEED = 2**32 - 1
 MAX_TEXT = 1000
 MAX_INIT_IMAGE_BYTES = 20 * 1024 * 1024
-OWNER_PATTERN = r"^[0-9]{0,20}$"  # a Discord guild id, or "" for a global subject
 
 
 class _Frozen(BaseModel):
@@ -116,7 +116,6 @@ class TrainRequest(_Frozen):
     images: tuple[ImageSource, ...] = Field(min_length=1, max_length=21)
     steps: int | None = Field(None, ge=1, le=5000, description="Training steps (default: the trainer's)")
     requested_by: str = ""
-    owner: str = Field("", pattern=OWNER_PATTERN)  # the server (guild id) that owns the subject; "" is global
 
 
 class TrainProgress(_Frozen):
@@ -176,7 +175,16 @@ class ModelVersion(_Frozen):
     wandb_url: str | None = None
     active: bool = False
     quality: QualityReport | None = None
-    owner: str = ""  # the server (guild id) that owns the subject; "" is global (see TrainRequest.owner)
+
+    @property
+    def name(self) -> str:
+        """The subject as members know it (`subject` is its registry key, gpu_service/subjects.py)."""
+        return subject_name(self.subject)
+
+    @property
+    def owner(self) -> str:
+        """The guild id that owns the subject, or "" for a global one."""
+        return subject_owner(self.subject)
 
 
 class TrainResult(_Frozen):

@@ -8,7 +8,9 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SUBJECT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+SUBJECT_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"  # what a member types
+# A registry key: the name, or `name@<guild id>` for a server's own subject (gpu_service/subjects.py).
+SUBJECT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}(@[0-9]{1,20})?$"
 
 
 class Settings(BaseSettings):
@@ -28,7 +30,7 @@ class Settings(BaseSettings):
     INSTANCE_PREFIX: str = "a photo of a"
     INSTANCE_POSTFIX: str = ""
     CLASS_PHRASE: str = "dog"
-    DEFAULT_SUBJECT: str = Field("qwerty", pattern=SUBJECT_PATTERN)
+    DEFAULT_SUBJECT: str = Field("qwerty", pattern=SUBJECT_NAME_PATTERN)
     PROMPT_PREFIX: str = "a gorgeous painting of a"
     PROMPT_POSTFIX: str = "in a psychedelic 1970s style"
 

@@ -135,6 +135,6 @@ class AdapterSwitcher:
 
 
 def adapter_name(version: ModelVersion) -> str:
-    """One name per (subject, version), never shared: `a-b` and `a_b` are both valid subject names."""
-    escaped = version.subject.replace("_", "__").replace("-", "_h")
+    """One name per (subject key, version), never shared: `a-b`, `a_b` and `a@1` are all valid keys."""
+    escaped = version.subject.replace("_", "__").replace("-", "_h").replace("@", "_a")
     return f"{escaped}_v{version.version}"

@@ -377,7 +377,7 @@ def version_metadata(
         steps=steps, final_loss=final_loss, image_sha256=list(job.image_sha256),
         trained_by=request.requested_by, wandb_url=tracker.url if tracker else None,
         wandb_artifact=tracker.artifact_ref(request.subject, request.job_id) if tracker else None,
-        quality=report.quality if report else None, owner=request.owner,
+        quality=report.quality if report else None,
     )
 
 

@@ -40,8 +40,7 @@ def attached(count: int) -> tuple[ImageSource, ...]:
 async def setup(tmp_path):
     gpu = SleepyGpu()
     jobs = JobStore(tmp_path / "jobs.sqlite3")
-    gate = TrainingGate(AdminPolicy(), TrainingLimits(max_concurrent=5, per_guild_per_day=50), gpu, jobs,
-                        default_subject=DEFAULTS.subject)
+    gate = TrainingGate(AdminPolicy(), TrainingLimits(max_concurrent=5, per_guild_per_day=50), gpu, jobs)
     service = TrainingService(
         gpu, jobs, SubjectCatalog(gpu), gate, policy=IntakePolicy(resolution=64), defaults=DEFAULTS,
         jobs_dir=tmp_path / "jobs",

@@ -8,7 +8,7 @@ import pytest
 
 from commands.context import RequestContext
 from commands.jobs import JobRecord, JobStore
-from commands.permissions import GLOBAL, AdminPolicy, Caller, NotAuthorized
+from commands.permissions import AdminPolicy, Caller, NotAuthorized
 from commands.training_gate import TrainingBudget, TrainingGate, TrainingLimits
 from gpu_service.errors import GpuBusy, InvalidRequest
 from gpu_service.schemas import ImageSource, TrainRequest
@@ -24,13 +24,13 @@ NOON = datetime(2026, 12, 4, 12, 30, tzinfo=UTC).timestamp()
 async def gate(tmp_path):
     gpu, jobs = SleepyGpu(), JobStore(tmp_path / "jobs.sqlite3")
     limits = TrainingLimits(max_concurrent=1, per_guild_per_day=2, max_steps=100, max_subjects_per_guild=2)
-    yield TrainingGate(AdminPolicy.of([1]), limits, gpu, jobs, default_subject="qwerty", clock=lambda: NOON), gpu, jobs
+    yield TrainingGate(AdminPolicy.of([1]), limits, gpu, jobs, clock=lambda: NOON), gpu, jobs
     await jobs.close()
 
 
-async def trained(gpu: SleepyGpu, subject: str, owner: str) -> None:
-    await gpu.train(TrainRequest(job_id=f"j-{subject}-{owner}", subject=subject, instance_phrase="sks dog",
-                                 class_phrase="dog", images=(ImageSource(name="a"),), owner=owner))
+async def trained(gpu: SleepyGpu, key: str) -> None:
+    await gpu.train(TrainRequest(job_id=f"j-{key.replace('@', '-')}", subject=key, instance_phrase="sks dog",
+                                 class_phrase="dog", images=(ImageSource(name="a"),)))
 
 
 async def record(jobs: JobStore, job_id: str, guild: str, *, state="done", at=NOON - 60) -> None:
@@ -39,26 +39,27 @@ async def record(jobs: JobStore, job_id: str, guild: str, *, state="done", at=NO
     await jobs.update(job_id, created_at=at)
 
 
-async def test_a_server_admin_may_not_train_a_global_or_another_servers_subject(gate):
+async def test_a_server_admin_trains_the_servers_own_subject_never_a_global_or_another_servers(gate):
     gate, gpu, _ = gate
-    await trained(gpu, "rex", "800")
-    with pytest.raises(NotAuthorized, match="`qwerty` is a global subject.*operators"):
-        await gate.admit(ADMIN_A, "qwerty", None)  # the default subject is global even before its first version
-    with pytest.raises(NotAuthorized, match="another server's subject"):
-        await gate.admit(ADMIN_A, "rex", None)
-    assert await gate.admit(ADMIN_B, "rex", None) == "800"
-    assert await gate.admit(OPERATOR, "qwerty", None) == GLOBAL
+    await trained(gpu, "qwerty")
+    await trained(gpu, "rex@800")
+    assert await gate.admit(ADMIN_A, "qwerty", None) == "qwerty@700"  # its own qwerty; the global one is untouched
+    assert await gate.admit(ADMIN_A, "rex", None) == "rex@700"  # server 800's rex stays theirs
+    assert await gate.admit(ADMIN_B, "rex", None) == "rex@800"
+    assert await gate.admit(OPERATOR, "qwerty", None) == "qwerty"  # operators train the global subjects
+    with pytest.raises(NotAuthorized, match="Only admins"):
+        await gate.admit(Caller(9, guild_id="700"), "cat", None)
 
 
-async def test_a_new_subject_belongs_to_the_server_that_trains_it_within_its_budget(gate):
+async def test_a_server_owns_at_most_its_budget_of_subjects(gate):
     gate, gpu, _ = gate
-    assert await gate.admit(ADMIN_A, "cat", None) == "700"
-    assert await gate.admit(OPERATOR, "owl", None) == GLOBAL
-    await trained(gpu, "cat", "700")
-    await trained(gpu, "fox", "700")
+    await trained(gpu, "cat@700")
+    await trained(gpu, "fox@700")
+    await trained(gpu, "owl")  # global ones do not count
     with pytest.raises(TrainingBudget, match="already has 2 subjects.*MAX_SUBJECTS_PER_GUILD = 2"):
         await gate.admit(ADMIN_A, "owl2", None)
-    assert await gate.admit(ADMIN_A, "cat", None) == "700"  # retraining one of its own is fine
+    assert await gate.admit(ADMIN_A, "cat", None) == "cat@700"  # retraining one of its own is fine
+    assert await gate.admit(ADMIN_B, "owl2", None) == "owl2@800"
 
 
 async def test_steps_are_capped(gate):
@@ -79,11 +80,11 @@ async def test_a_servers_daily_budget_names_the_limit_and_when_it_resets(gate):
     await record(jobs, "yesterday", "700", at=NOON - 86400)
     await record(jobs, "other-server", "800")
     await record(jobs, "today-1", "700")
-    assert await gate.admit(ADMIN_A, "cat", None) == "700"
+    assert await gate.admit(ADMIN_A, "cat", None) == "cat@700"
     await record(jobs, "today-2", "700", state="failed")  # a failed training still cost GPU time
     with pytest.raises(TrainingBudget, match="used its 2 trainings for today.*00:00 UTC, in 11 h 30 min"):
         await gate.admit(ADMIN_A, "cat", None)
-    assert await gate.admit(OPERATOR, "qwerty", None) == GLOBAL  # operators are not counted
+    assert await gate.admit(OPERATOR, "qwerty", None) == "qwerty"  # operators are not counted
 
 
 async def test_budgets_survive_a_restart(gate, tmp_path):
@@ -93,7 +94,7 @@ async def test_budgets_survive_a_restart(gate, tmp_path):
     await jobs.close()
     reopened = JobStore(tmp_path / "jobs.sqlite3")
     try:
-        again = TrainingGate(gate.policy, gate.limits, gpu, reopened, default_subject="qwerty", clock=lambda: NOON)
+        again = TrainingGate(gate.policy, gate.limits, gpu, reopened, clock=lambda: NOON)
         with pytest.raises(TrainingBudget):
             await again.admit(ADMIN_A, "cat", None)
     finally:

@@ -46,7 +46,6 @@ CASES = [
     (TrainRequest, "instance_phrase", LONG, "Your `instance_phrase` is 3,000 characters; the limit is 200."),
     (TrainRequest, "class_phrase", "", "`class_phrase` can't be empty."),
     (TrainRequest, "class_phrase", LONG, "Your `class_phrase` is 3,000 characters; the limit is 200."),
-    (TrainRequest, "owner", "not-a-guild", "`owner` must be a server id (digits) or empty."),
     (TrainRequest, "images", (), "`images` needs at least 1 item(s)."),
     (TrainRequest, "images", (ImageSource(url="https://example.com/a.png"),) * 22, "`images` can have at most 21"),
     (TrainRequest, "steps", 0, "`steps` can be 1 to 5000."),

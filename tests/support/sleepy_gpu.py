@@ -131,7 +131,7 @@ class SleepyGpu:
             subject=request.subject, version=number, instance_phrase=request.instance_phrase,
             class_phrase=request.class_phrase, base_model="sleepy", created_at=datetime.now(UTC),
             trained_by=request.requested_by, steps=self.train_steps, final_loss=0.25,
-            wandb_url=f"https://wandb.example/runs/{request.job_id}", active=True, owner=request.owner,
+            wandb_url=f"https://wandb.example/runs/{request.job_id}", active=True,
         )
         self.versions = [v.model_copy(update={"active": False}) if v.subject == request.subject else v
                          for v in self.versions] + [version]
