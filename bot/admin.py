@@ -6,6 +6,8 @@ default_permissions is only a hint. Refusals and admin answers are ephemeral; /t
 
 from __future__ import annotations
 
+import io
+
 import discord
 
 from bot import render
@@ -15,6 +17,7 @@ from bot.wiring import AppServices
 from commands.admin import models_text, rollback_text, status_text
 from commands.community.errors import CommunityError
 from commands.community.moderation import parse_word_list
+from commands.export import export_lora
 from commands.permissions import AdminPolicy
 
 
@@ -86,6 +89,20 @@ class AdminDesk:
         await interaction.response.defer(ephemeral=True, thinking=True)
         text = rollback_text(await self.app.admin.rollback(caller_of(interaction), subject.strip().lower(), version))
         await interaction.edit_original_response(content=render.clip(text), allowed_mentions=NO_MENTIONS)
+
+    async def export(self, interaction: discord.Interaction, subject: str, version: int, fmt: str) -> None:
+        """The version's LoRA attached to an ephemeral answer, within the upload limit of where it was asked."""
+        self.require(interaction, "export a LoRA")
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        exported = await export_lora(
+            self.app.gpu, self.admins, caller_of(interaction), subject.strip().lower(), version, fmt,
+            max_bytes=interaction.filesize_limit,
+        )
+        text = f"`{exported.filename}`: {fmt} format" + (" (AUTOMATIC1111, ComfyUI)." if fmt == "kohya" else ".")
+        await interaction.edit_original_response(
+            content=text, attachments=[discord.File(io.BytesIO(exported.data), exported.filename)],
+            allowed_mentions=NO_MENTIONS,
+        )
 
     async def status(self, interaction: discord.Interaction) -> None:
         self.require(interaction, "see the status")

@@ -73,6 +73,9 @@ class LazyGpuClient:
     async def activate(self, subject: str, version: int) -> ModelVersion:
         return await (await self.client()).activate(subject, version)
 
+    async def export_lora(self, subject: str, version: int, fmt: str = "diffusers") -> bytes:
+        return await (await self.client()).export_lora(subject, version, fmt)
+
     async def status(self) -> ServiceStatus:
         if self._client is None:
             return ServiceStatus(backend=self._backend, reachable=True, warm=False, detail="not started yet")

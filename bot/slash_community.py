@@ -73,6 +73,18 @@ async def rollback(
     await desk_of(interaction).rollback(interaction, subject, version)
 
 
+@app_commands.command(name="export", description="Admins: download a version's LoRA file")
+@app_commands.describe(subject="The subject", version="The version to export",
+                       fmt="diffusers (as stored) or kohya (AUTOMATIC1111, ComfyUI); default diffusers")
+@app_commands.rename(fmt="format")
+@ADMINS_ONLY
+async def export(
+    interaction: discord.Interaction, subject: app_commands.Range[str, 1, 32],
+    version: app_commands.Range[int, 1, 100_000], fmt: Literal["diffusers", "kohya"] = "diffusers",
+) -> None:
+    await desk_of(interaction).export(interaction, subject, version, fmt)
+
+
 @app_commands.command(name="status", description="Admins: GPU backend, queue length, running trainings")
 @ADMINS_ONLY
 async def status(interaction: discord.Interaction) -> None:
@@ -80,8 +92,9 @@ async def status(interaction: discord.Interaction) -> None:
 
 
 @rollback.autocomplete("subject")
+@export.autocomplete("subject")
 async def subject_choices(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
     return await interaction.client.handlers.subject_choices(current)  # type: ignore[attr-defined]
 
 
-COMMUNITY_COMMANDS = (gallery, top, banned, spoiler, models, rollback, status)
+COMMUNITY_COMMANDS = (gallery, top, banned, spoiler, models, rollback, export, status)

@@ -46,6 +46,9 @@ class GpuClient(Protocol):
     async def activate(self, subject: str, version: int) -> ModelVersion:
         """Make a version live (rollback)."""
 
+    async def export_lora(self, subject: str, version: int, fmt: str = "diffusers") -> bytes:
+        """A version's LoRA file: "diffusers" (as stored) or "kohya" (for AUTOMATIC1111 and ComfyUI)."""
+
     async def status(self) -> ServiceStatus: ...
 
     async def close(self) -> None: ...

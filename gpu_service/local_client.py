@@ -100,6 +100,11 @@ class LocalGpuClient:
     async def activate(self, subject: str, version: int) -> ModelVersion:
         return await asyncio.to_thread(self.registry.activate, subject, version)
 
+    async def export_lora(self, subject: str, version: int, fmt: str = "diffusers") -> bytes:
+        from gpu_service.engine.export import export_lora
+
+        return await self._guard(asyncio.to_thread(export_lora, self.registry, subject, version, fmt))
+
     async def status(self) -> ServiceStatus:
         warm = self.service.loaded
         state = "loaded" if warm else "loads on first use"

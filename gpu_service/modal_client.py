@@ -68,6 +68,7 @@ class ModalNames:
     train: str = "train"
     list_versions: str = "list_versions"
     activate: str = "activate"
+    export_lora: str = "export_lora"
 
     @property
     def registry_volume(self) -> str:
@@ -278,6 +279,12 @@ class ModalGpuClient:
             lambda: self.lookup.function(self.names.activate).remote.aio(subject, version),
         )
         return _validated(ModelVersion, data)
+
+    async def export_lora(self, subject: str, version: int, fmt: str = "diffusers") -> bytes:
+        return await self._call(
+            "export", self.registry_timeout_s,
+            lambda: self.lookup.function(self.names.export_lora).remote.aio(subject, version, fmt),
+        )
 
     async def status(self) -> ServiceStatus:
         """Never raises. Reads the autoscaler's counters, which starts no container (a remote call would)."""

@@ -20,8 +20,8 @@ from diffusers.utils.state_dict_utils import (
     convert_unet_state_dict_to_peft,
 )
 
-from gpu_service.errors import InvalidRequest
-from gpu_service.registry import ModelRegistry
+from gpu_service.errors import InvalidRequest, RemoteError
+from gpu_service.registry import DamagedWeights, ModelRegistry
 
 FORMATS = ("diffusers", "kohya")
 ADAPTER_METADATA = "lora_adapter_metadata"  # where diffusers' save_lora_weights puts the adapters' configs
@@ -33,7 +33,10 @@ def export_lora(registry: ModelRegistry, subject: str, version: int, fmt: str = 
     """The version's weights (checked against their checksum) in `fmt`: "diffusers" or "kohya"."""
     if fmt not in FORMATS:
         raise InvalidRequest(f"The export format must be {' or '.join(FORMATS)}, not {fmt[:20]!r}.")
-    data = registry.read_weights(subject, version)
+    try:
+        data = registry.read_weights(subject, version)
+    except DamagedWeights as error:
+        raise RemoteError(f"Version {version} is damaged ({error}) and cannot be exported.") from None
     return data if fmt == "diffusers" else to_kohya(data)
 
 

@@ -99,3 +99,30 @@ def _png() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (72, 72), (10, 120, 30)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+async def test_export_attaches_the_lora_named_after_the_subject_and_version(bot, stub, gpu):
+    await gpu.train(train_request("j1"))
+    interaction = await stub.slash_command("export", {"subject": "qwerty", "version": 1, "format": "kohya"},
+                                           user_id=ADMIN_ID)
+    ack = await interaction.wait_ack()
+    assert ack.callback_type == DEFERRED and ack.ephemeral
+    edit = await interaction.responses.wait_for(lambda s: s.kind == "edit", timeout=5)
+    [file] = edit.files
+    assert file.filename == "qwerty-v1.safetensors" and file.data.startswith(b"kohya LoRA of qwerty v1")
+    assert "kohya format" in edit.content and gpu.exported == [("qwerty", 1, "kohya")]
+
+
+async def test_export_over_the_upload_limit_is_refused_with_a_sentence_and_no_file(bot, stub, gpu):
+    await gpu.train(train_request("j1"))
+    gpu.lora_bytes = 11 * 2**20  # the stub's interactions allow 10 MiB
+    interaction = await stub.slash_command("export", {"subject": "qwerty", "version": 1}, user_id=ADMIN_ID)
+    await interaction.wait_ack()
+    answer = await interaction.responses.wait_for(lambda s: s.kind in ("edit", "followup"), timeout=5)
+    assert "11.0 MiB, over the 10.0 MiB upload limit" in answer.content and not answer.files
+
+
+async def test_members_may_not_export(bot, stub, gpu):
+    await gpu.train(train_request("j1"))
+    ack = await (await stub.slash_command("export", {"subject": "qwerty", "version": 1}, user_id=MEMBER_ID)).wait_ack()
+    assert ack.callback_type == MESSAGE and "Only admins" in ack.content and gpu.exported == []

@@ -16,8 +16,9 @@ from tests.support.discord_stub import discord_py_pointed_at
 from tests.support.sleepy_gpu import SleepyGpu
 
 NAME = re.compile(r"^[-_a-z0-9]{1,32}$")  # Discord's rule, lower case only for slash commands
-ALL = {"qwerty", "train", "gallery", "top", "banned", "spoiler", "models", "rollback", "status"}
-ADMIN_ONLY = {"train", "gallery", "banned", "spoiler", "models", "rollback", "status"}
+ALL = {"qwerty", "train", "gallery", "top", "banned", "spoiler", "models", "rollback", "export",
+       "status"}
+ADMIN_ONLY = {"train", "gallery", "banned", "spoiler", "models", "rollback", "export", "status"}
 
 
 def payloads() -> list[dict]:
@@ -73,6 +74,10 @@ def test_the_gallery_and_admin_commands_are_offered():
     assert options["spoiler"]["on"]["type"] == 5
     assert list(options["rollback"]) == ["subject", "version"] and options["rollback"]["subject"]["autocomplete"]
     assert options["models"] == {} and options["status"] == {}
+    export = options["export"]
+    assert list(export) == ["subject", "version", "format"] and export["subject"]["autocomplete"]
+    assert [c["value"] for c in export["format"]["choices"]] == ["diffusers", "kohya"]
+    assert export["version"]["required"] and not export["format"].get("required")
 
 
 async def test_starting_the_bot_syncs_nothing_without_a_dev_guild(stub, tmp_path):

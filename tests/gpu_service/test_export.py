@@ -11,8 +11,8 @@ from diffusers.utils import convert_state_dict_to_diffusers
 from peft import LoraConfig, get_peft_model_state_dict
 
 from gpu_service.engine.export import export_lora
-from gpu_service.errors import InvalidRequest
-from gpu_service.registry import WEIGHTS_NAME, DamagedWeights, ModelRegistry, VersionMetadata
+from gpu_service.errors import InvalidRequest, RemoteError
+from gpu_service.registry import WEIGHTS_NAME, ModelRegistry, VersionMetadata
 
 RANK, ALPHA = 4, 8  # alpha != rank: a converter that drops the trained alpha renders other images
 
@@ -81,5 +81,5 @@ def test_unknown_format_is_refused_with_a_sentence(registry):
 def test_damaged_weights_are_not_exported(registry):
     path = registry.version_dir("rex", 1) / WEIGHTS_NAME
     path.write_bytes(path.read_bytes()[:-10])
-    with pytest.raises(DamagedWeights):
+    with pytest.raises(RemoteError, match="damaged .truncated"):
         export_lora(registry, "rex", 1, "kohya")

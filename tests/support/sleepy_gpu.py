@@ -53,6 +53,8 @@ class SleepyGpu:
         self.running = 0
         self.max_running = 0
         self.versions: list[ModelVersion] = []
+        self.lora_bytes = 1024  # the size of an exported LoRA file
+        self.exported: list[tuple[str, int, str]] = []
         self.closed = False
 
     async def generate(self, request: GenerateRequest, on_progress: ProgressCallback | None = None) -> GenerateResult:
@@ -89,6 +91,13 @@ class SleepyGpu:
         self.versions = [v.model_copy(update={"active": v in found}) if v.subject == subject else v
                          for v in self.versions]
         return found[0].model_copy(update={"active": True})
+
+    async def export_lora(self, subject: str, version: int, fmt: str = "diffusers") -> bytes:
+        if not any(v.subject == subject and v.version == version for v in self.versions):
+            raise SubjectNotFound(f"no version {version} of {subject}")
+        self.exported.append((subject, version, fmt))
+        head = f"{fmt} LoRA of {subject} v{version}\n".encode()
+        return head + b"\0" * max(0, self.lora_bytes - len(head))
 
     async def status(self) -> ServiceStatus:
         return ServiceStatus(backend="sleepy", reachable=True, warm=True)
