@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,7 @@ class WandbConfig:
     mode: str  # "online", "offline" or "disabled"
     directory: Path
     entity: str | None = None
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never in a repr, a log line or a run's config
     buffer_rows: int = 256  # rows held while W&B is unreachable (images included: keep it modest)
     retry_first_s: float = 1.0  # the wait after the first failure; doubled after each further one
     retry_max_s: float = 300.0

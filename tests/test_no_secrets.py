@@ -67,3 +67,29 @@ def test_a_rejected_link_list_carries_no_planted_secret():
     rejected = tuple(Rejection(f"{LINK}&n={n}", "could not connect") for n in range(20))
     text = training_started(PreparedTraining(request, RequestContext("discord"), rejected, lease=None), "below")
     assert "https://images.example.com/list.txt" in text and leaked(text) == []
+
+
+def _everything_under(*roots: Path) -> str:
+    return "\n".join(path.read_bytes().decode("latin-1") for root in roots for path in root.rglob("*") if path.is_file())
+
+
+def test_wandb_keys_never_reach_a_repr_or_the_files_of_a_run(tmp_path, monkeypatch):
+    """Both W&B logs get the key from settings and hand it to the run only: not in a config, a repr, the
+    run's files, or ~/.netrc."""
+    from commands.wandb_log import CommunityEvent, WandbConfig, WandbGenerationLog
+    from gpu_service.engine.train_wandb import TrainingTracker, WandbTrainingConfig
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    generation = WandbConfig(project="p", mode="offline", directory=tmp_path / "gen", api_key=WANDB_API_KEY)
+    training = WandbTrainingConfig(project="p", mode="offline", directory=tmp_path / "train", api_key=WANDB_API_KEY)
+    assert leaked(repr(generation) + repr(training)) == []
+    log = WandbGenerationLog(generation)
+    log.log_event(CommunityEvent("vote", "r1", "1", "2"))
+    log.close()
+    tracker = TrainingTracker(training)
+    tracker.start("job-1", {"steps": 2})
+    tracker.log_step(1, 0.5, 1e-4)
+    tracker.finish()
+    written = _everything_under(tmp_path)
+    assert "job-1" in written and leaked(written) == []  # the run was written, without the key
+    assert not (tmp_path / "home" / ".netrc").exists()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ class WandbTrainingConfig:
     mode: str = "offline"  # "online", "offline" or "disabled"
     directory: Path | None = None  # runs go to <directory>/wandb; None: wandb's default (WANDB_DIR)
     entity: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # given to the run only; never written anywhere
 
 
 class TrainingTracker:
@@ -96,7 +97,8 @@ class TrainingTracker:
         self._run = wandb.init(
             project=self.config.project, entity=self.config.entity, mode=self.config.mode,
             dir=str(directory) if directory is not None else None, job_type="train", name=job_id,
-            config=config, reinit="create_new", settings=wandb.Settings(console="off", silent=True),
+            config=config, reinit="create_new",
+            settings=wandb.Settings(console="off", silent=True, api_key=self.config.api_key),
         )
 
     def _log(self, values: dict[str, Any], step: int) -> None:
