@@ -21,7 +21,7 @@ import modal
 from pydantic import SecretStr
 
 from gpu_service.boundary import boundary
-from gpu_service.leases import SharedTrainingLease
+from gpu_service.leases import SharedTrainingLease, deployment_slot
 from gpu_service.modal_client import MINUTES, TRAIN_TIMEOUT_S, ModalNames
 from gpu_service.registry import ModelRegistry
 from gpu_service.schemas import GenerateRequest, GenerateResult, TrainProgress, TrainRequest
@@ -187,7 +187,8 @@ def train(request: dict) -> dict:
         parsed = TrainRequest.model_validate(request)
         from gpu_service.engine.training_job import run_training_job
 
-        with SharedTrainingLease(training_progress, parsed.subject, parsed.job_id):
+        with (SharedTrainingLease(training_progress, parsed.subject, parsed.job_id),
+              deployment_slot(training_progress, parsed.job_id, settings.MAX_CONCURRENT_TRAININGS)):
             registry_volume.reload()  # a reused container must number the new version after the latest
             try:
                 result = run_training_job(settings, parsed, on_progress=ProgressPublisher(parsed.job_id))

@@ -38,7 +38,6 @@ class BotSettings(Settings):
     ADMIN_ROLE_IDS: IdList = frozenset()
     ALLOWED_GUILD_IDS: IdList = frozenset()  # when set, the only servers the bot serves
 
-    MAX_CONCURRENT_TRAININGS: int = Field(1, ge=1)  # the whole deployment
     TRAININGS_PER_GUILD_PER_DAY: int = Field(3, ge=0)  # per UTC day; operators are not counted
     MAX_TRAIN_STEPS: int = Field(2000, ge=1, le=5000)  # the cap of /train steps
     MAX_SUBJECTS_PER_GUILD: int = Field(5, ge=0)

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from gpu_service.errors import GpuBusy
@@ -78,7 +79,8 @@ class SharedTrainingLease:
         stale_s: float = LEASE_STALE_S, clock=time.time,
     ) -> None:
         self.store, self.subject, self.job_id = store, subject, job_id
-        self.key = f"lease:{subject}"  # job ids have no ':', so leases never collide with progress entries
+        # Job ids have no ':', so leases never collide with progress entries; subject keys have no '#'.
+        self.key = f"lease:{subject}"
         self.token = uuid.uuid4().hex
         self.heartbeat_s, self.stale_s, self.clock = heartbeat_s, stale_s, clock
         self._stop = threading.Event()
@@ -130,3 +132,25 @@ class SharedTrainingLease:
 
     def _entry(self) -> dict:
         return {"job_id": self.job_id, "token": self.token, "beat": self.clock()}
+
+
+@contextlib.contextmanager
+def deployment_slot(store: Any, job_id: str, slots: int, **timing: float) -> Iterator[int]:
+    """Hold one of the deployment's `slots` training slots (MAX_CONCURRENT_TRAININGS), across containers and
+    bot processes: each slot is a `SharedTrainingLease` on its own Dict entry, so a dead holder's slot goes
+    stale and is taken over like a subject's lease. GpuBusy when every slot is held."""
+    for index in range(slots):
+        lease = SharedTrainingLease(store, f"#slot-{index}", job_id, **timing)
+        try:
+            lease.__enter__()
+        except GpuBusy:
+            continue
+        try:
+            yield index
+        finally:
+            lease.__exit__(None, None, None)
+        return
+    raise GpuBusy(
+        f"The bot already runs {slots} training(s) at once, the most it may (MAX_CONCURRENT_TRAININGS); "
+        "try again when one has finished."
+    )

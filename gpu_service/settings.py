@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     INTAKE_TIMEOUT_S: float = Field(60.0, gt=0)
 
     TRAIN_STEPS: int = Field(500, ge=1, le=5000)
+    # Trainings at once in the whole deployment: checked by the bot (its job store) and by the GPU side
+    # (Modal: one Dict slot each), so a second bot process or a stale job cannot exceed it.
+    MAX_CONCURRENT_TRAININGS: int = Field(1, ge=1)
     TRAIN_CLASS_IMAGES: int = Field(100, ge=0, le=1000)
     TRAIN_CHECKPOINT_EVERY: int = Field(100, ge=1)
 

@@ -16,7 +16,7 @@ import pytest
 
 from gpu_service.boundary import boundary
 from gpu_service.errors import GpuBusy, InvalidRequest, RemoteError, SubjectNotFound
-from gpu_service.leases import SharedTrainingLease
+from gpu_service.leases import SharedTrainingLease, deployment_slot
 from gpu_service.modal_client import TRAIN_TIMEOUT_S, ModalNames
 from gpu_service.registry import ModelRegistry, VersionMetadata
 from gpu_service.schemas import GenerateRequest, GenerateResult, ModelVersion, TrainResult
@@ -400,3 +400,38 @@ def test_the_same_job_arriving_again_waits_for_the_lease_instead_of_failing(app_
     with SharedTrainingLease(store, "rex", "job-1", heartbeat_s=0.01, stale_s=0.2):
         waited = time.monotonic() - started
     assert 0.15 <= waited < 2
+
+
+# The deployment's slots: MAX_CONCURRENT_TRAININGS across containers and bot processes
+
+
+def test_the_deployment_runs_at_most_its_slots_of_trainings_whatever_the_subjects(app_module):
+    store = FakeDict()
+    with deployment_slot(store, "job-1", 2, heartbeat_s=0.05) as first, \
+            deployment_slot(store, "job-2", 2, heartbeat_s=0.05) as second:
+        assert (first, second) == (0, 1)
+        with pytest.raises(GpuBusy, match="MAX_CONCURRENT_TRAININGS"):
+            with deployment_slot(store, "job-3", 2):
+                pass
+    with deployment_slot(store, "job-3", 2) as freed:  # free again once they ended
+        assert freed == 0
+    assert store.data == {}
+
+
+def test_a_dead_trainings_slot_is_taken_over_once_stale(app_module):
+    store = FakeDict()
+    store.put("lease:#slot-0", {"job_id": "killed", "token": "dead", "beat": time.time() - 10})
+    with deployment_slot(store, "job-2", 1, stale_s=5) as slot:
+        assert slot == 0 and store.get("lease:#slot-0")["job_id"] == "job-2"
+
+
+def test_the_train_function_takes_a_deployment_slot(app_module, monkeypatch):
+    """A second bot process (or a stale job) cannot start a training beyond MAX_CONCURRENT_TRAININGS."""
+    from gpu_service.schemas import ImageSource, TrainRequest
+
+    app_module.training_progress.put("lease:#slot-0", {"job_id": "elsewhere", "token": "t", "beat": time.time()})
+    request = TrainRequest(job_id="job-9", subject="cat", instance_phrase="sks cat", class_phrase="cat",
+                           images=(ImageSource(data=b"x"),))
+    with pytest.raises(Exception, match="MAX_CONCURRENT_TRAININGS"):
+        app_module.train.local(request.model_dump())
+    assert "lease:cat" not in app_module.training_progress.data  # the subject's lease was given back
