@@ -38,6 +38,12 @@ HF_CACHE_DIR = PurePosixPath("/cache/huggingface")  # HF_HOME: base weights are 
 INFERENCE_TIMEOUT_S = 5 * MINUTES  # one request; the client gives up sooner (MODAL_CALL_TIMEOUT_S)
 STARTUP_TIMEOUT_S = 20 * MINUTES  # the very first start downloads the base model
 REGISTRY_CALL_TIMEOUT_S = 1 * MINUTES
+DOWNLOAD_TIMEOUT_S = 60 * MINUTES  # the base model is a few GB
+# What the loaders read: configs, tokenizers and weights. The base model's weights are its components'
+# full-precision safetensors (a repo's root also holds multi-GB single-file checkpoints nothing here reads).
+BASE_MODEL_FILES = ["*.json", "*.txt", "*/*.safetensors"]
+QUALITY_MODEL_FILES = ["*.json", "*.txt", "*.safetensors", "*.bin"]  # some vision repos have only .bin weights
+SKIPPED_FILES = ["*.fp16.*", "*non_ema*", "*.ckpt", "*.msgpack", "*.h5", "*.onnx*"]
 # Up to 8 requests share a container; the autoscaler aims at 4, the micro-batcher's batch size.
 MAX_CONCURRENT_INPUTS = 8
 TARGET_CONCURRENT_INPUTS = 4
@@ -174,6 +180,16 @@ def activate(subject: str, version: int) -> dict:
     return chosen.model_dump()
 
 
+@app.function(volumes={str(REGISTRY_DIR): registry_volume}, timeout=REGISTRY_CALL_TIMEOUT_S)
+def export_lora(subject: str, version: int, fmt: str = "diffusers") -> bytes:
+    """A version's LoRA file, converted on CPU when asked for kohya (a few MB: it comes back in the reply)."""
+    with boundary("exporting a LoRA"):
+        registry_volume.reload()
+        from gpu_service.engine.export import export_lora as exported
+
+        return exported(registry(), subject, version, fmt)
+
+
 @app.function(
     gpu=settings.GPU_TYPE,
     timeout=TRAIN_TIMEOUT_S,
@@ -195,6 +211,37 @@ def train(request: dict) -> dict:
             finally:
                 registry_volume.commit()  # the new version, or the checkpoints a retry resumes from
         return result.model_dump()
+
+
+@app.function(volumes={str(HF_CACHE_DIR): hf_cache_volume}, secrets=[huggingface_secret], timeout=DOWNLOAD_TIMEOUT_S)
+def download_models() -> list[str]:
+    """Fetch the base model and the quality models into the Hugging Face cache Volume, on CPU, once:
+    `make deploy` runs it, so no GPU container and no training waits for a download."""
+    from huggingface_hub import snapshot_download
+
+    logging.basicConfig(level=logging.INFO)
+    with boundary("downloading the models"):
+        fetched = fetch_models(settings, snapshot_download)
+        hf_cache_volume.commit()
+    return fetched
+
+
+def fetch_models(values: Settings, download) -> list[str]:
+    """Call `download` (huggingface_hub.snapshot_download's signature) for every hub model the engine loads;
+    local directories are skipped. Returns the repo ids fetched."""
+    wanted = [(values.BASE_MODEL, BASE_MODEL_FILES)]
+    if values.QUALITY_ENABLED:
+        wanted += [(values.QUALITY_CLIP_MODEL, QUALITY_MODEL_FILES), (values.QUALITY_DINO_MODEL, QUALITY_MODEL_FILES)]
+    token = values.HUGGINGFACE_TOKEN.get_secret_value() if values.HUGGINGFACE_TOKEN else None
+    fetched = []
+    for repo_id, files in wanted:
+        if Path(repo_id).is_dir():
+            log.info("%s is a local directory: nothing to download", repo_id)
+            continue
+        download(repo_id, allow_patterns=files, ignore_patterns=SKIPPED_FILES, token=token)
+        log.info("%s is in the Hugging Face cache", repo_id)
+        fetched.append(repo_id)
+    return fetched
 
 
 # Helpers

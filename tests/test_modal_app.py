@@ -97,13 +97,21 @@ def test_training_gets_a_gpu_both_volumes_both_secrets_and_a_long_timeout(spec):
     assert sorted(train["volumes"]) == ["/cache/huggingface", "/data/registry"]
     secrets = " ".join(train["secrets"])
     assert "qwerty-test-huggingface" in secrets and "qwerty-test-wandb" in secrets
-    for name in ("list_versions", "activate"):  # registry chores never wake a GPU
+    for name in ("list_versions", "activate", "export_lora"):  # registry chores never wake a GPU
         assert "gpu" not in functions[name] and list(functions[name]["volumes"]) == ["/data/registry"]
+
+
+def test_model_downloads_run_on_cpu_into_the_hugging_face_cache_volume(spec):
+    download = {entry["target"]: entry for entry in spec["function"]}["download_models"]
+    assert "gpu" not in download and list(download["volumes"]) == ["/cache/huggingface"]
+    assert "qwerty-test-hf-cache" in download["volumes"]["/cache/huggingface"]
+    assert any("qwerty-test-huggingface" in secret for secret in download["secrets"])
 
 
 def test_deployed_names_are_the_ones_the_client_looks_up(spec):
     names = ModalNames("qwerty-test")
-    assert {entry["target"] for entry in spec["function"]} == {names.train, names.list_versions, names.activate}
+    looked_up = {names.train, names.list_versions, names.activate, names.export_lora}
+    assert {entry["target"] for entry in spec["function"]} == looked_up | {"download_models"}  # make deploy runs it
     assert spec["concurrent"][0]["target"] == names.inference
 
 
@@ -305,6 +313,43 @@ def test_registry_functions_reload_first_and_activation_commits(app_module, tiny
     assert ModelRegistry(volume.shared).active("rex").version == 1  # committed for every container
     with pytest.raises(SubjectNotFound):
         app_module.activate.local("rex", 9)
+
+
+def test_export_reads_the_committed_registry_and_converts_on_request(app_module, tiny_model_dir):
+    import safetensors.torch
+
+    volume = app_module.registry_volume
+    publish_version(volume.shared, tiny_model_dir, "rex", "job-1", seed=1)
+    stored = ModelRegistry(volume.shared).read_weights("rex", 1)
+    assert app_module.export_lora.local("rex", 1) == stored and volume.reloads == 1
+    kohya = safetensors.torch.load(app_module.export_lora.local("rex", 1, "kohya"))
+    assert kohya and all(key.startswith("lora_unet_") for key in kohya)
+    with pytest.raises(SubjectNotFound):
+        app_module.export_lora.local("rex", 2)
+    with pytest.raises(InvalidRequest, match="kohya"):
+        app_module.export_lora.local("rex", 1, "ckpt")
+
+
+def test_the_base_and_quality_models_are_fetched_from_the_hub_with_their_loaders_files(app_module):
+    calls = []
+    values = Settings(_env_file=None, BASE_MODEL="org/sd", HUGGINGFACE_TOKEN="hf_x",
+                      QUALITY_CLIP_MODEL="org/clip", QUALITY_DINO_MODEL="org/dino")
+    fetched = app_module.fetch_models(values, lambda repo_id, **options: calls.append((repo_id, options)))
+    assert fetched == ["org/sd", "org/clip", "org/dino"] == [repo for repo, _ in calls]
+    assert {options["token"] for _, options in calls} == {"hf_x"}
+    base = calls[0][1]
+    assert "*/*.safetensors" in base["allow_patterns"] and "*.fp16.*" in base["ignore_patterns"]
+    calls.clear()
+    assert app_module.fetch_models(values.model_copy(update={"QUALITY_ENABLED": False}),
+                                   lambda repo_id, **options: calls.append(repo_id)) == ["org/sd"]
+
+
+def test_download_models_skips_local_directories_and_commits_the_cache(app_module, tiny_quality_dirs, monkeypatch):
+    clip, dino = tiny_quality_dirs
+    monkeypatch.setattr(app_module, "settings", app_module.settings.model_copy(
+        update={"QUALITY_CLIP_MODEL": str(clip), "QUALITY_DINO_MODEL": str(dino)}))
+    assert app_module.download_models.local() == []  # the tiny models are directories: no network
+    assert app_module.hf_cache_volume.commits == 1
 
 
 def test_a_short_training_produces_a_version_and_publishes_progress(app_module):
