@@ -9,7 +9,7 @@ DEMO_DIR ?= data/demo
 DEMO_MODEL ?= $(DEMO_DIR)/tiny-model
 PYTEST_ARGS ?=
 
-.PHONY: help environment tiny-model demo test faults inference model bench clean deploy secrets bot shell sync
+.PHONY: help environment tiny-model demo test faults inference model export bench clean deploy secrets bot shell sync
 
 help: ## list every target
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -67,6 +67,11 @@ inference: $(STAMP) ## generate with PROMPT_PREFIX / PROMPT_POSTFIX; writes PNGs
 model: $(STAMP) ## train the subject from IMAGES_FILE_URL (or IMAGES=...), with a progress bar; prints the version
 	WANDB_SILENT=true $(PYTHON) -m bot model $(IMAGES)
 
+# SUBJECT and VERSION as /models lists them; FORMAT=kohya for AUTOMATIC1111 and ComfyUI.
+FORMAT ?= diffusers
+export: $(STAMP) ## write a version's LoRA under outputs/: make export SUBJECT=qwerty VERSION=1 [FORMAT=kohya]
+	$(PYTHON) -m bot export $(SUBJECT) $(VERSION) --format $(FORMAT)
+
 bench: $(STAMP) ## run every benchmark in bench/ and print its figures
 	@for script in bench/*.py; do echo "== $$script"; $(PYTHON) $$script || exit 1; done
 
@@ -74,8 +79,9 @@ MODAL ?= $(VENV)/bin/modal
 # The names on Modal derive from PROJECT_NAME, read here exactly as modal_app.py reads it (.env, environment).
 PROJECT_NAME = $(shell $(PYTHON) -c 'from gpu_service.settings import Settings; print(Settings().PROJECT_NAME)')
 
-deploy: $(STAMP) ## deploy the GPU service to Modal (needs a Modal token and `make secrets` once)
+deploy: $(STAMP) ## deploy the GPU service to Modal, then download its models into the cache Volume (once)
 	$(MODAL) deploy modal_app.py
+	$(MODAL) run modal_app.py::download_models
 
 # Values go from .env.secrets to Modal without being echoed; empty values are fine (public base model,
 # W&B offline). Each Secret holds only its own key, so inference containers never see the W&B key.

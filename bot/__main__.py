@@ -1,5 +1,6 @@
 """Entry point. `python -m bot` runs the Discord bot; `shell` the same commands in a terminal; `sync`
-registers the slash commands with Discord; `inference` generates once and writes PNGs; `model` trains.
+registers the slash commands with Discord; `inference` generates once and writes PNGs; `model` trains;
+`export` writes a version's LoRA file.
 
 Exit status 2: bad settings or usage (a missing DISCORD_TOKEN among them). Exit status 3: a data file was
 written by a newer version of the bot; restarting will not help (a service manager should not retry).
@@ -30,6 +31,9 @@ def parse_args(argv: list[str] | None, settings: BotSettings) -> argparse.Namesp
     from bot.model_cli import add_model_arguments
 
     add_model_arguments(commands.add_parser("model", help="train the subject (IMAGES_FILE_URL or given images)"))
+    from bot.export_cli import add_export_arguments
+
+    add_export_arguments(commands.add_parser("export", help="write a version's LoRA file under OUTPUTS_DIR"))
     return parser.parse_args(argv)
 
 
@@ -91,6 +95,10 @@ async def _run_command(args: argparse.Namespace, settings: BotSettings) -> int:
         from bot.model_cli import run_model
 
         return await run_model(args, settings)
+    if args.command == "export":
+        from bot.export_cli import run_export
+
+        return await run_export(args, settings)
     if args.command == "shell":
         from bot.shell import run_shell
 

@@ -2,7 +2,7 @@
 
     /reroll job:ID            /variations job:ID image:N     /share job:ID image:N     /delete job:ID
     /vote share:ID   /remove share:ID   /top [period:day|week|all]   /banned action:add|remove|list [words:...]
-    /models   /rollback subject:NAME [version:N]   /status
+    /models   /rollback subject:NAME [version:N]   /export subject:NAME version:N [format:kohya]   /status
 
 Thin over commands/ (actions, admin, community), as the Discord buttons are. The shell is its own server
 (guild id ""): its gallery is the folder OUTPUTS_DIR/gallery, where Share copies the image, and the
@@ -24,6 +24,7 @@ from commands.community import Share
 from commands.community.errors import CommunityError
 from commands.community.moderation import parse_word_list
 from commands.context import RequestContext
+from commands.export import export_lora
 from commands.permissions import Caller
 
 OPERATOR = Caller.local_operator()  # the shell is the deployment's own tool
@@ -128,6 +129,15 @@ class ShellActions:
     async def do_rollback(self, options: dict[str, Any]) -> None:
         rollback = await self.app.admin.rollback(OPERATOR, options["subject"].lower(), options.get("version"))
         self.say(rollback_text(rollback))
+
+    async def do_export(self, options: dict[str, Any]) -> None:
+        fmt = options.get("format", "diffusers")
+        exported = await export_lora(self.app.gpu, self.app.admins, OPERATOR, options["subject"].lower(),
+                                     options["version"], fmt)
+        path = self.outputs_dir / exported.filename
+        self.outputs_dir.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(exported.data)
+        self.say(f"wrote {path} ({fmt} format, {len(exported.data)} bytes)")
 
     async def do_status(self, options: dict[str, Any]) -> None:
         self.say(status_text(await self.app.admin.status()))

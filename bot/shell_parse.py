@@ -34,6 +34,9 @@ ACTION_OPTIONS: Mapping[str, tuple[OptionSpec, ...]] = {
                _spec("words", str, "words separated by commas", metavar='"a, b"')),
     "models": (),
     "rollback": (_spec("subject", str, "a subject", required=True, metavar="NAME"), _spec("version", int, "N")),
+    "export": (_spec("subject", str, "a subject", required=True, metavar="NAME"),
+               _spec("version", int, "a version", required=True),
+               _spec("format", str, "diffusers (default) or kohya", metavar="diffusers|kohya")),
     "status": (),
 }
 COMMANDS: Mapping[str, tuple[OptionSpec, ...]] = {"qwerty": QWERTY_OPTIONS, "train": TRAIN_OPTIONS, **ACTION_OPTIONS}

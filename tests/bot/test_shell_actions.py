@@ -75,3 +75,16 @@ async def test_banned_words_and_the_admin_tools(shell):
     assert "GPU backend sleepy: reachable, warm" in status and "Queue: 0 running, 0 waiting" in status
     assert "needs `job`" in await run(shell, out, "/share image:1")
     assert "/reroll job:ID" in await run(shell, out, "help")
+
+
+async def test_export_writes_the_lora_under_the_outputs_folder(shell):
+    shell, gpu, out = shell
+    await gpu.train(TrainRequest(job_id="j1", subject="qwerty", instance_phrase="qwerty dog", class_phrase="dog",
+                                 images=(ImageSource(name="a"),)))
+    said = await run(shell, out, "/export subject:qwerty version:1 format:kohya")
+    path = shell.settings.OUTPUTS_DIR / "qwerty-v1.safetensors"
+    assert f"wrote {path} (kohya format, 1024 bytes)" in said
+    assert path.read_bytes().startswith(b"kohya LoRA of qwerty v1")
+    assert "needs `version`" in await run(shell, out, "/export subject:qwerty")
+    assert "no version 4" in await run(shell, out, "/export subject:qwerty version:4")
+    assert gpu.exported == [("qwerty", 1, "kohya")]

@@ -85,5 +85,6 @@ def test_help_lists_every_command_with_its_options():
     text = help_text()
     assert "/qwerty prompt_prefix:TEXT [prompt_postfix:TEXT] [seed:N]" in text and "[guidance:X]" in text
     for name in ("train", "reroll", "variations", "share", "delete", "vote", "remove", "top", "banned", "models",
-                 "rollback", "status"):
+                 "rollback", "export", "status"):
         assert f"/{name}" in text
+    assert "/export subject:NAME version:N [format:diffusers|kohya]" in text
