@@ -18,7 +18,7 @@ from commands.train import RunningTraining, TrainingService, progress_summary
 from commands.wandb_log import LogStats
 from gpu_service.client import GpuClient
 from gpu_service.errors import InvalidRequest, SubjectNotFound
-from gpu_service.schemas import ModelVersion, ServiceStatus
+from gpu_service.schemas import ModelVersion, QualityReport, ServiceStatus
 from gpu_service.subjects import subject_owner
 
 log = logging.getLogger(__name__)
@@ -142,9 +142,16 @@ def version_line(version: ModelVersion) -> str:
     if version.steps:
         loss = f", loss {version.final_loss:.4f}" if version.final_loss is not None else ""
         parts.append(f"{version.steps} steps{loss}")
+    if version.quality is not None:
+        parts.append(quality_part(version.quality))
     if version.wandb_url:
         parts.append(f"W&B <{version.wandb_url}>")
     return "  " + " · ".join(parts)
+
+
+def quality_part(quality: QualityReport) -> str:
+    """The three DreamBooth scores and the verdict, short enough to compare versions line by line."""
+    return f"DINO {quality.dino:.3f}, CLIP-I {quality.clip_i:.3f}, CLIP-T {quality.clip_t:.3f}: {quality.verdict}"
 
 
 def rollback_text(rollback: Rollback) -> str:

@@ -14,7 +14,14 @@ from commands.jobs import JobRecord
 from commands.train import RunningTraining
 from commands.wandb_log import LogStats
 from gpu_service.errors import InvalidRequest, SubjectNotFound
-from gpu_service.schemas import ImageSource, ModelVersion, ServiceStatus, TrainProgress, TrainRequest
+from gpu_service.schemas import (
+    ImageSource,
+    ModelVersion,
+    QualityReport,
+    ServiceStatus,
+    TrainProgress,
+    TrainRequest,
+)
 from tests.support.sleepy_gpu import SleepyGpu
 from commands.permissions import Caller
 
@@ -42,6 +49,20 @@ def test_models_text_marks_the_live_version_and_counts_old_ones():
     assert lines[1] == "  … 2 older version(s)" and len(lines) == 7
     assert lines[2].startswith("  · v7") and lines[3].startswith("  ▶ v6 · trained 2025-06-01 12:30 UTC · by ana")
     assert "500 steps, loss 0.1000 · W&B <https://wandb.ai/r/6>" in lines[3]
+
+
+def test_models_text_shows_each_version_s_scores_and_verdict_to_compare_before_a_rollback():
+    scores = {"base": {"dino": 0.3, "clip_i": 0.6, "clip_t": 0.31}}
+    v1 = version(1).model_copy(update={"quality": QualityReport(dino=0.4123, clip_i=0.71, clip_t=0.3049,
+                                                                 verdict="underfit", **scores)})
+    v2 = version(2, active=True).model_copy(update={"quality": QualityReport(dino=0.6677, clip_i=0.803,
+                                                                             clip_t=0.305, verdict="ok", **scores)})
+    lines = models_text([v1, v2, version(3)]).splitlines()
+    assert "500 steps, loss 0.1000 · DINO 0.668, CLIP-I 0.803, CLIP-T 0.305: ok · W&B <" in lines[2]
+    assert "DINO 0.412, CLIP-I 0.710, CLIP-T 0.305: underfit · W&B <" in lines[3]
+    assert "DINO" not in lines[1]  # a version scored by no report shows none
+    wide = models_text([v1.model_copy(update={"subject": f"subject{n}"}) for n in range(60)])
+    assert max(len(line) for line in wide.splitlines()) <= 160
 
 
 async def test_rollback_needs_a_known_subject_and_an_older_version(app):
