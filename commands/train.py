@@ -114,14 +114,17 @@ class TrainingService:
         option, then fetch and check the images (after `before_intake`, the front end's own downloads). No
         GPU time is spent here. See the module docstring for who releases the lease."""
         key = await self.gate.admit(caller, self._name(options.subject), options.steps)
-        lease = self.leases.take(key)
         try:
-            if before_intake is not None:
-                options = await before_intake(options)
-            prepared = await self._prepare(lease, options, context)
-        except BaseException:
-            lease.release()
-            raise
+            lease = self.leases.take(key)
+            try:
+                if before_intake is not None:
+                    options = await before_intake(options)
+                prepared = await self._prepare(lease, options, context)
+            except BaseException:
+                lease.release()
+                raise
+        finally:
+            self.gate.recorded()
         try:
             yield prepared
         except BaseException as error:

@@ -38,6 +38,9 @@ class TrainingGate:
         self.gpu = gpu
         self.jobs = jobs
         self.clock = clock
+        # Admitted in this process but not yet in the job store (its images are being fetched): counted too,
+        # so two /train arriving together cannot both pass the concurrency limit.
+        self.starting = 0
 
     async def admit(self, caller: Caller, name: str, steps: int | None) -> str:
         """The key of the subject to train (gpu_service/subjects.py): global for an operator, the caller's
@@ -51,7 +54,12 @@ class TrainingGate:
         await self._check_concurrent()
         if not self.policy.is_operator(caller):
             await self._check_daily(caller.guild_id)
+        self.starting += 1
         return key
+
+    def recorded(self) -> None:
+        """The admitted training's job is in the store now (or will never be): it counts there from now on."""
+        self.starting -= 1
 
     async def _key(self, caller: Caller, name: str) -> str:
         owner = self.policy.new_subject_owner(caller)
@@ -69,10 +77,10 @@ class TrainingGate:
         return key
 
     async def _check_concurrent(self) -> None:
-        running = [job for job in await self.jobs.unfinished() if job.kind == "train"]
-        if len(running) >= self.limits.max_concurrent:
+        running = len([job for job in await self.jobs.unfinished() if job.kind == "train"]) + self.starting
+        if running >= self.limits.max_concurrent:
             raise GpuBusy(
-                f"{len(running)} training(s) are already running on this bot, the most it runs at once "
+                f"{running} training(s) are already running on this bot, the most it runs at once "
                 f"(MAX_CONCURRENT_TRAININGS = {self.limits.max_concurrent}). Try again when one has finished."
             )
 

@@ -33,6 +33,13 @@ async def trained(gpu: SleepyGpu, key: str) -> None:
                                  class_phrase="dog", images=(ImageSource(name="a"),)))
 
 
+async def admitted(gate: TrainingGate, caller: Caller, name: str) -> str:
+    """Admit, then record at once (as TrainingService does once the images are in)."""
+    key = await gate.admit(caller, name, None)
+    gate.recorded()
+    return key
+
+
 async def record(jobs: JobStore, job_id: str, guild: str, *, state="done", at=NOON - 60) -> None:
     context = RequestContext(front_end="discord", user_id="2", guild_id=guild)
     await jobs.add(JobRecord.new(job_id, "train", context, {}, state=state))
@@ -43,10 +50,10 @@ async def test_a_server_admin_trains_the_servers_own_subject_never_a_global_or_a
     gate, gpu, _ = gate
     await trained(gpu, "qwerty")
     await trained(gpu, "rex@800")
-    assert await gate.admit(ADMIN_A, "qwerty", None) == "qwerty@700"  # its own qwerty; the global one is untouched
-    assert await gate.admit(ADMIN_A, "rex", None) == "rex@700"  # server 800's rex stays theirs
-    assert await gate.admit(ADMIN_B, "rex", None) == "rex@800"
-    assert await gate.admit(OPERATOR, "qwerty", None) == "qwerty"  # operators train the global subjects
+    assert await admitted(gate, ADMIN_A, "qwerty") == "qwerty@700"  # its own qwerty; the global one is untouched
+    assert await admitted(gate, ADMIN_A, "rex") == "rex@700"  # server 800's rex stays theirs
+    assert await admitted(gate, ADMIN_B, "rex") == "rex@800"
+    assert await admitted(gate, OPERATOR, "qwerty") == "qwerty"  # operators train the global subjects
     with pytest.raises(NotAuthorized, match="Only admins"):
         await gate.admit(Caller(9, guild_id="700"), "cat", None)
 
@@ -58,8 +65,8 @@ async def test_a_server_owns_at_most_its_budget_of_subjects(gate):
     await trained(gpu, "owl")  # global ones do not count
     with pytest.raises(TrainingBudget, match="already has 2 subjects.*MAX_SUBJECTS_PER_GUILD = 2"):
         await gate.admit(ADMIN_A, "owl2", None)
-    assert await gate.admit(ADMIN_A, "cat", None) == "cat@700"  # retraining one of its own is fine
-    assert await gate.admit(ADMIN_B, "owl2", None) == "owl2@800"
+    assert await admitted(gate, ADMIN_A, "cat") == "cat@700"  # retraining one of its own is fine
+    assert await admitted(gate, ADMIN_B, "owl2") == "owl2@800"
 
 
 async def test_steps_are_capped(gate):
@@ -80,11 +87,11 @@ async def test_a_servers_daily_budget_names_the_limit_and_when_it_resets(gate):
     await record(jobs, "yesterday", "700", at=NOON - 86400)
     await record(jobs, "other-server", "800")
     await record(jobs, "today-1", "700")
-    assert await gate.admit(ADMIN_A, "cat", None) == "cat@700"
+    assert await admitted(gate, ADMIN_A, "cat") == "cat@700"
     await record(jobs, "today-2", "700", state="failed")  # a failed training still cost GPU time
     with pytest.raises(TrainingBudget, match="used its 2 trainings for today.*00:00 UTC, in 11 h 30 min"):
         await gate.admit(ADMIN_A, "cat", None)
-    assert await gate.admit(OPERATOR, "qwerty", None) == "qwerty"  # operators are not counted
+    assert await admitted(gate, OPERATOR, "qwerty") == "qwerty"  # operators are not counted
 
 
 async def test_budgets_survive_a_restart(gate, tmp_path):
@@ -99,3 +106,15 @@ async def test_budgets_survive_a_restart(gate, tmp_path):
             await again.admit(ADMIN_A, "cat", None)
     finally:
         await reopened.close()
+
+
+async def test_two_trainings_admitted_together_cannot_both_pass_the_limit(gate):
+    """The second arrives while the first's images are still being fetched (no job recorded yet)."""
+    gate, _, jobs = gate
+    assert await gate.admit(OPERATOR, "cat", None) == "cat"
+    with pytest.raises(GpuBusy, match="MAX_CONCURRENT_TRAININGS = 1"):
+        await gate.admit(OPERATOR, "owl", None)
+    await record(jobs, "cat-job", "", state="queued")
+    gate.recorded()  # the first is in the store now: still one
+    with pytest.raises(GpuBusy):
+        await gate.admit(OPERATOR, "owl", None)
