@@ -133,7 +133,7 @@ class QwertyService:
                 await _shielded(self.jobs.update(admission.job_id, state="failed", error=_describe(error)))
                 raise
         await self._keep_images(generation)
-        await self.jobs.update(admission.job_id, state="done", result=result_json(generation))
+        await self._record_done(generation)
         return generation
 
     async def finish(self, generation: Generation, message_id: str = "", message_link: str = "") -> None:
@@ -143,6 +143,16 @@ class QwertyService:
         self.log.log_generation(generation)
         if message_id:
             await self.jobs.update(generation.generation_id, message_id=message_id)
+
+    async def _record_done(self, generation: Generation) -> None:
+        """Record "done"; if the store fails now, the member still gets the images drawn, and the record
+        is written once more behind whatever the store is doing (SQLite's busy timeout waits for a lock)."""
+        done = {"state": "done", "result": result_json(generation)}
+        try:
+            await self.jobs.update(generation.generation_id, **done)
+        except Exception:
+            log.exception("could not record %s as done; trying once more", generation.generation_id)
+            self.jobs.update_soon(generation.generation_id, **done)
 
     async def _keep_images(self, generation: Generation) -> None:
         try:
