@@ -102,7 +102,7 @@ def make_app_services(settings: BotSettings, gpu: GpuClient | None = None) -> Ap
     qwerty = QwertyService(
         gpu, queue, jobs, generation_log, default_subject=settings.DEFAULT_SUBJECT,
         timeout_s=settings.GENERATION_TIMEOUT_S, images=images, catalog=subjects,
-        prompt_check=banned_words(community),
+        prompt_check=banned_words(community), server_defaults=community.defaults_for,
     )
     defaults = TrainDefaults(
         subject=settings.DEFAULT_SUBJECT, instance_phrase=settings.INSTANCE_PHRASE,

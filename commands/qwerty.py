@@ -23,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from commands.context import RequestContext
 from commands.generate import GenerateOptions, Generation, GenerationLog, new_id
@@ -50,11 +51,13 @@ class Queued:
 class Rendering:
     step: int
     total_steps: int
+    preview_png: bytes | None = None  # a rough look at the image so far, every few steps
 
 
 Update = Queued | Rendering
 UpdateCallback = Callable[[Update], None]
 PromptCheck = Callable[[RequestContext, GenerateRequest], None]  # raises to refuse (banned words)
+ServerDefaults = Callable[[str], Mapping[str, Any]]  # guild id -> the options its admins set defaults for
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class QwertyService:
     def __init__(
         self, client: GpuClient, queue: FairQueue, jobs: JobStore, log: GenerationLog, *, default_subject: str,
         images: ImageStore, catalog: SubjectCatalog, prompt_check: PromptCheck, timeout_s: float = 300.0,
+        server_defaults: ServerDefaults = lambda guild_id: {},
     ) -> None:
         self.client = client
         self.default_subject = default_subject
@@ -88,11 +92,12 @@ class QwertyService:
         self.images = images
         self.catalog = catalog
         self.prompt_check = prompt_check
+        self.server_defaults = server_defaults
 
     def admit(self, options: GenerateOptions, context: RequestContext, *, source_row_id: str = "") -> Admission:
         """Validate, check the prompt and take a place in the queue; InvalidRequest (a banned word among
         them) or LimitReached, before any ack and any GPU time."""
-        request = self.build_request(options)
+        request = self.build_request(options, context.guild_id)
         if context.front_end == "discord" and not re.fullmatch(SUBJECT_NAME_PATTERN, request.subject):
             # a key names another server's subject: members type names, resolved in their own server
             raise InvalidRequest("`subject` may use a-z, 0-9, _ and -, up to 32 characters.")
@@ -100,9 +105,12 @@ class QwertyService:
         ticket = self.queue.reserve(context.user_id or context.front_end)
         return Admission(new_id(), request, context, ticket, source_row_id)
 
-    def build_request(self, options: GenerateOptions) -> GenerateRequest:
-        """Validate before any GPU time is spent; the InvalidRequest names each bad field."""
+    def build_request(self, options: GenerateOptions, guild_id: str = "") -> GenerateRequest:
+        """Validate before any GPU time is spent; the InvalidRequest names each bad field. Options the member
+        left empty take the server's defaults (read from memory), then the bot's."""
         given = {name: value for name, value in vars(options).items() if value is not None}
+        for name, value in self.server_defaults(guild_id).items():
+            given.setdefault(name, value)
         given.setdefault("subject", self.default_subject)
         return build(GenerateRequest, **given)
 
@@ -154,6 +162,14 @@ class QwertyService:
             log.exception("could not record %s as done; trying once more", generation.generation_id)
             self.jobs.update_soon(generation.generation_id, **done)
 
+    async def finish(self, generation: Generation, message_id: str = "", message_link: str = "") -> None:
+        """After the reply: log the W&B rows (with the message link) and remember the message."""
+        if message_link:
+            generation = replace(generation, context=replace(generation.context, message_link=message_link))
+        self.log.log_generation(generation)
+        if message_id:
+            await self.jobs.update(generation.generation_id, message_id=message_id)
+
     async def _keep_images(self, generation: Generation) -> None:
         try:
             await asyncio.to_thread(self.images.save, generation)
@@ -172,7 +188,7 @@ class QwertyService:
 
     async def _generate(self, admission: Admission, report: UpdateCallback) -> Generation:
         def on_progress(progress: GenerationProgress) -> None:
-            report(Rendering(progress.step, progress.total_steps))
+            report(Rendering(progress.step, progress.total_steps, progress.preview_png))
 
         listener = None if report is _ignore else on_progress  # nobody listening: no per-step callbacks
 

@@ -25,6 +25,7 @@ from commands.community import moderation
 from commands.community.errors import (
     BannedWordError, CommunityError, GalleryNotSet, ImageWithheld, ShareNotFound, ShareRemoved,
 )
+from commands.community.settings import ServerSettings, SettingsChange
 from commands.community.store import CommunityStore, Share, ShareDraft
 from commands.wandb_log import CommunityEvent
 
@@ -119,6 +120,8 @@ class CommunityService:
         self.pending_timeout_s = pending_timeout_s
         self._banned_lock = threading.Lock()  # a store change and its cache update, as one step
         self._banned = {guild: moderation.BannedList(words) for guild, words in store.banned_words_by_guild().items()}
+        self._settings_lock = threading.Lock()  # like the banned words: the store and its cached defaults, as one
+        self._defaults = {guild: settings.request_defaults() for guild, settings in store.settings_by_guild().items()}
 
     # Gallery channel and spoiler setting
 
@@ -140,6 +143,26 @@ class CommunityService:
         """Whether this guild's images (generation replies and gallery posts) go out as spoilers."""
         return self.store.spoiler(guild_id)
 
+    # Per-server settings
+
+    @_in_thread
+    def server_settings(self, guild_id: str) -> ServerSettings:
+        return self.store.server_settings(guild_id)
+
+    @_in_thread
+    def update_settings(self, guild_id: str, change: SettingsChange) -> ServerSettings:
+        """Store an already checked change (see `settings.change_settings`); the server's settings now."""
+        with self._settings_lock:
+            self.store.update_settings(guild_id, change.values())
+            settings = self.store.server_settings(guild_id)
+            self._defaults[guild_id] = settings.request_defaults()
+        return settings
+
+    def defaults_for(self, guild_id: str) -> dict[str, object]:
+        """The /qwerty options this server fills in, from memory: admission does no I/O. Another process's
+        change (the shell's) shows here after a restart, as banned words do."""
+        return dict(self._defaults.get(guild_id, {}))
+
     # Sharing
 
     @_in_thread
@@ -159,11 +182,14 @@ class CommunityService:
     ) -> ShareDecision:
         """Claim the image for the gallery, once per guild even when clicks race.
 
-        Raises ImageWithheld, GalleryNotSet, or ShareRemoved (a moderator took it down before).
+        Raises ImageWithheld, GalleryNotSet (no channel, or the gallery is off), or ShareRemoved (a moderator took it down before).
         """
         if withheld:
             raise ImageWithheld()
-        channel_id = self.store.gallery_channel(guild_id)
+        settings = self.store.server_settings(guild_id)
+        if not settings.gallery_enabled:
+            raise GalleryNotSet("An admin turned this server's gallery off, so nothing can be shared now.")
+        channel_id = settings.gallery_channel_id
         if channel_id is None:
             raise GalleryNotSet()
         draft = ShareDraft(

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
+from commands.community.settings import ServerSettings
 from commands.sqlite_file import BUSY_TIMEOUT_S, StorageBusy, create_statements, is_busy, open_database
 
 _CREATE_COMMUNITY = """
@@ -64,8 +65,14 @@ CREATE TABLE IF NOT EXISTS votes (
     PRIMARY KEY (share_id, user_id)
 );
 """
+_SERVER_DEFAULTS = """
+ALTER TABLE guild_settings ADD COLUMN default_subject TEXT;
+ALTER TABLE guild_settings ADD COLUMN default_steps INTEGER;
+ALTER TABLE guild_settings ADD COLUMN gallery_enabled INTEGER NOT NULL DEFAULT 1
+"""
 # Schema version N is reached by MIGRATIONS[N - 1]; append new steps, never edit a released one.
-MIGRATIONS = (create_statements(_CREATE_COMMUNITY),)
+MIGRATIONS = (create_statements(_CREATE_COMMUNITY), create_statements(_SERVER_DEFAULTS))
+_SETTINGS_COLUMNS = ("gallery_channel_id", "spoiler", "default_subject", "default_steps", "gallery_enabled")
 _SHARE_COLUMNS = (
     "share_id, guild_id, row_id, channel_id, message_id, shared_by, creator_id, prompt, seed, subject, "
     "version, source_link, created_at, posted_at, removed_at, removed_by"
@@ -74,6 +81,15 @@ _SHARE_COLUMNS = (
 
 def _time(epoch: float | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)
+
+
+def _settings_of(row: tuple) -> ServerSettings:
+    channel, spoiler, subject, steps, enabled = row
+    return ServerSettings(channel, bool(spoiler), subject, steps, bool(enabled))
+
+
+def _stored(value: object) -> object:
+    return int(value) if isinstance(value, bool) else value
 
 
 def message_link(guild_id: str, channel_id: str, message_id: str) -> str:
@@ -193,28 +209,42 @@ class CommunityStore:
 
     # Per-guild settings
 
-    def _setting(self, guild_id: str, column: str):
-        row = self._read_one(f"SELECT {column} FROM guild_settings WHERE guild_id = ?", (guild_id,))
-        return None if row is None else row[0]
-
-    def _set_setting(self, guild_id: str, column: str, value) -> None:
-        self._write(
-            f"INSERT INTO guild_settings (guild_id, {column}) VALUES (?, ?) "
-            f"ON CONFLICT (guild_id) DO UPDATE SET {column} = excluded.{column}",
-            (guild_id, value),
-        )
-
     def gallery_channel(self, guild_id: str) -> str | None:
-        return self._setting(guild_id, "gallery_channel_id")
+        return self.server_settings(guild_id).gallery_channel_id
 
     def set_gallery_channel(self, guild_id: str, channel_id: str | None) -> None:
-        self._set_setting(guild_id, "gallery_channel_id", channel_id)
+        self.update_settings(guild_id, {"gallery_channel_id": channel_id})
 
     def spoiler(self, guild_id: str) -> bool:
-        return bool(self._setting(guild_id, "spoiler"))
+        return self.server_settings(guild_id).spoiler
 
     def set_spoiler(self, guild_id: str, on: bool) -> None:
-        self._set_setting(guild_id, "spoiler", int(on))
+        self.update_settings(guild_id, {"spoiler": on})
+
+    def server_settings(self, guild_id: str) -> ServerSettings:
+        row = self._read_one(f"SELECT {', '.join(_SETTINGS_COLUMNS)} FROM guild_settings WHERE guild_id = ?",
+                             (guild_id,))
+        return ServerSettings() if row is None else _settings_of(row)
+
+    def settings_by_guild(self) -> dict[str, ServerSettings]:
+        """Every guild that has settings stored."""
+        with self._locked() as db:
+            rows = db.execute(f"SELECT guild_id, {', '.join(_SETTINGS_COLUMNS)} FROM guild_settings").fetchall()
+        return {row[0]: _settings_of(row[1:]) for row in rows}
+
+    def update_settings(self, guild_id: str, values: dict[str, object]) -> None:
+        """Write the named settings (columns of `_SETTINGS_COLUMNS`) in one statement."""
+        columns = [column for column in _SETTINGS_COLUMNS if column in values]
+        if len(columns) != len(values):
+            raise ValueError(f"unknown settings: {sorted(set(values) - set(columns))}")
+        if not columns:
+            return
+        updates = ", ".join(f"{column} = excluded.{column}" for column in columns)
+        self._write(
+            f"INSERT INTO guild_settings (guild_id, {', '.join(columns)}) VALUES (?{', ?' * len(columns)}) "
+            f"ON CONFLICT (guild_id) DO UPDATE SET {updates}",
+            (guild_id, *(_stored(values[column]) for column in columns)),
+        )
 
     # Banned words (already normalized by the caller)
 
