@@ -51,7 +51,6 @@ class Queued:
 class Rendering:
     step: int
     total_steps: int
-    preview_png: bytes | None = None  # a rough look at the image so far, every few steps
 
 
 Update = Queued | Rendering
@@ -162,14 +161,6 @@ class QwertyService:
             log.exception("could not record %s as done; trying once more", generation.generation_id)
             self.jobs.update_soon(generation.generation_id, **done)
 
-    async def finish(self, generation: Generation, message_id: str = "", message_link: str = "") -> None:
-        """After the reply: log the W&B rows (with the message link) and remember the message."""
-        if message_link:
-            generation = replace(generation, context=replace(generation.context, message_link=message_link))
-        self.log.log_generation(generation)
-        if message_id:
-            await self.jobs.update(generation.generation_id, message_id=message_id)
-
     async def _keep_images(self, generation: Generation) -> None:
         try:
             await asyncio.to_thread(self.images.save, generation)
@@ -188,7 +179,7 @@ class QwertyService:
 
     async def _generate(self, admission: Admission, report: UpdateCallback) -> Generation:
         def on_progress(progress: GenerationProgress) -> None:
-            report(Rendering(progress.step, progress.total_steps, progress.preview_png))
+            report(Rendering(progress.step, progress.total_steps))
 
         listener = None if report is _ignore else on_progress  # nobody listening: no per-step callbacks
 
