@@ -5,8 +5,15 @@ does nothing, so training goes on. wandb is imported only when a run starts.
 
 Artifact choice: the version is published first, then the LoRA is logged as `lora-<subject>` (the key's
 W&B spelling, `artifact_slug`: a server's own `dog@700` is `lora-dog.g700`) with the
-aliases `<job id>` and `version-<n>`. The version's metadata records `<project>/lora-<subject>:<job id>`
-(known before publishing); should logging the artifact fail afterwards, that reference names nothing.
+aliases `<job id>`, `version-<n>` and `live` (a training publishes its version live; W&B keeps an alias on
+one version of an artifact, so `live` leaves the previous one). The version's metadata records
+`<project>/lora-<subject>:<job id>` (known before publishing); should logging the artifact fail afterwards,
+that reference names nothing.
+
+Lineage: the training photos are the dataset artifact `photos-<subject>`, which the run uses; W&B then shows
+the LoRA the run logs as made from them. wandb refuses `use_artifact` offline: there the photos are logged
+as the run's own artifact, kept for `wandb sync`, without the lineage edge. A rollback moves `live` with
+`move_live_alias` (W&B's public API, online only).
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from typing import Any
 from gpu_service.subjects import artifact_slug
 
 log = logging.getLogger(__name__)
+LIVE = "live"  # the alias of the LoRA artifact version that serves
+API_TIMEOUT_S = 20
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,10 @@ class TrainingTracker:
         """The three scores (and the base model's, the verdict, the published step) in the run's summary; every
         sample in a table (prompt, seed, model, image, scores); the report card as an image."""
         self._guard("log the quality report", lambda: self._log_quality(quality, rows, card, step))
+
+    def log_dataset(self, photos: Sequence[bytes], *, subject: str, job_id: str) -> None:
+        """The training photos (PNG) as the dataset artifact this run uses (see the module docstring)."""
+        self._guard("log the training photos", lambda: self._log_dataset(photos, subject, job_id))
 
     def log_model(self, weights: Path, *, subject: str, job_id: str, version: int, metadata: dict) -> None:
         self._guard("log the model artifact", lambda: self._log_model(weights, subject, job_id, version, metadata))
@@ -129,6 +142,21 @@ class TrainingTracker:
         card_image = self._images([card], ["report card"])[0]
         self._run.log({"quality/samples": table, "quality/report_card": card_image}, step=step)
 
+    def _log_dataset(self, photos: Sequence[bytes], subject: str, job_id: str) -> None:
+        if not self.active:
+            return
+        artifact = self._wandb.Artifact(
+            name=f"photos-{artifact_slug(subject)}", type="dataset", metadata={"job_id": job_id, "photos": len(photos)},
+        )
+        for index, png in enumerate(photos):
+            with artifact.new_file(f"photo-{index:02d}.png", mode="xb") as file:
+                file.write(png)
+        if self._run.offline:
+            log.info("W&B is offline: the training photos are logged without their lineage to the LoRA")
+            self._run.log_artifact(artifact, aliases=[job_id])
+        else:
+            self._run.use_artifact(artifact, aliases=[job_id])
+
     def _log_model(self, weights: Path, subject: str, job_id: str, version: int, metadata: dict) -> None:
         if not self.active:
             return
@@ -136,7 +164,7 @@ class TrainingTracker:
             name=f"lora-{artifact_slug(subject)}", type="model", metadata=metadata | {"version": version, "job_id": job_id},
         )
         artifact.add_file(str(weights))
-        self._run.log_artifact(artifact, aliases=[job_id, f"version-{version}"])
+        self._run.log_artifact(artifact, aliases=[job_id, f"version-{version}", LIVE])
 
     def _guard(self, action: str, work):
         if self._failed:
@@ -152,3 +180,24 @@ class TrainingTracker:
             log.warning("W&B failed to %s (%s: %s); training goes on without it", action,
                         error.__class__.__name__, error)
         self._failed = True
+
+
+def move_live_alias(config: WandbTrainingConfig, artifact_ref: str | None) -> bool:
+    """Give the alias `live` to the LoRA artifact `artifact_ref` (a version's `wandb_artifact`), which takes it
+    from the subject's previous live version. Only online: offline runs have nothing on W&B to move, and a
+    failure is logged, never raised (W&B is a mirror). True when the alias was moved or already there."""
+    if config.mode != "online" or not artifact_ref:
+        log.info("W&B %s: the live alias is not moved to %s", config.mode, artifact_ref or "(no artifact)")
+        return False
+    try:
+        import wandb
+
+        api = wandb.Api(api_key=config.api_key, timeout=API_TIMEOUT_S)
+        artifact = api.artifact(artifact_ref, type="model")
+        if LIVE not in artifact.aliases:
+            artifact.aliases.append(LIVE)
+            artifact.save()
+        return True
+    except Exception as error:
+        log.warning("W&B failed to move the live alias to %s (%s: %s)", artifact_ref, error.__class__.__name__, error)
+        return False

@@ -273,7 +273,9 @@ def fit(
     if tracker is not None:
         tracker.start(job.request.job_id, tracker_config(job, len(class_paths)))
         captions = [f"training image {i}" for i in range(len(pictures))]
-        tracker.log_images("train/images", [encode_png(p) for p in pictures], captions, step=start)
+        photos = [encode_png(p) for p in pictures]
+        tracker.log_images("train/images", photos, captions, step=start)
+        tracker.log_dataset(photos, subject=job.request.subject, job_id=job.request.job_id)
     reporter.begin_steps(start)
     losses: list[tuple[int, float]] = []
 

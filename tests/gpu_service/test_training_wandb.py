@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import wandb
 
-from gpu_service.engine.train_wandb import TrainingTracker, WandbTrainingConfig
+from gpu_service.engine.train_wandb import TrainingTracker, WandbTrainingConfig, move_live_alias
 from gpu_service.registry import METADATA_NAME, WEIGHTS_NAME, ModelRegistry, VersionMetadata
-from tests.gpu_service.test_training import TINY, request, tiny_model, train  # noqa: F401 (fixture)
+from tests.gpu_service.test_training import IMAGES, TINY, request, tiny_model, train  # noqa: F401 (fixture)
 from tests.support.wandb_offline import read_offline_runs
 
 PROJECT = "qwerty-test"
@@ -52,7 +52,9 @@ def test_training_run_is_logged_with_its_model_artifact(offline, tiny_model, tmp
     assert run.image("validation/images", index=1).size == (64, 64)
 
     artifact = run.artifact("lora-rex", type="model")
-    assert set(artifact.aliases) >= {"job-wb", "version-1"}
+    assert set(artifact.aliases) >= {"job-wb", "version-1", "live"}
+    photos = run.artifact("photos-rex", type="dataset")  # offline: kept with the run, no lineage edge
+    assert len(photos.entries) == len(IMAGES) and "job-wb" in photos.aliases
     assert artifact.metadata["version"] == 1 and artifact.metadata["job_id"] == "job-wb"
     published = registry.version_dir("rex", result.version.version)
     assert artifact.entries[WEIGHTS_NAME].read_bytes() == (published / WEIGHTS_NAME).read_bytes()
@@ -102,3 +104,63 @@ def test_disabled_tracker_never_imports_a_run(monkeypatch):
     tracker.start("job", {})
     tracker.log_step(1, 0.5, 1e-4)
     assert not tracker.active
+
+
+def png(color: tuple[int, int, int]) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+PHOTOS = [png((200, 0, 0)), png((0, 200, 0))]
+
+
+def test_offline_the_photos_and_the_lora_are_both_kept_with_the_run(offline, tmp_path):
+    weights = tmp_path / WEIGHTS_NAME
+    weights.write_bytes(b"lora")
+    tracker = TrainingTracker(WandbTrainingConfig(project=PROJECT, mode="offline", directory=tmp_path / "runs"))
+    tracker.start("job-1", {})
+    tracker.log_dataset(PHOTOS, subject="dog@700", job_id="job-1")
+    tracker.log_model(weights, subject="dog@700", job_id="job-1", version=3, metadata={})
+    tracker.finish()
+
+    (run,) = read_offline_runs(tmp_path / "runs", offline["WANDB_DATA_DIR"])
+    photos = run.artifact("photos-dog.g700", type="dataset")
+    assert sorted(entry.read_bytes() for entry in photos.entries.values()) == sorted(PHOTOS)
+    assert photos.metadata == {"job_id": "job-1", "photos": 2}
+    assert set(run.artifact("lora-dog.g700", type="model").aliases) >= {"job-1", "version-3", "live"}
+    assert run.used_artifacts == []  # wandb refuses use_artifact offline
+
+
+def test_online_the_run_uses_the_photos_before_it_logs_the_lora_made_from_them(offline, tmp_path, monkeypatch):
+    """The calls on the real wandb run object, as an online run receives them (no W&B server here)."""
+    weights = tmp_path / WEIGHTS_NAME
+    weights.write_bytes(b"lora")
+    tracker = TrainingTracker(WandbTrainingConfig(project=PROJECT, mode="offline", directory=tmp_path / "runs"))
+    tracker.start("job-1", {})
+    run, calls = tracker._run, []
+    monkeypatch.setattr(wandb.Run, "offline", property(lambda self: False))
+    monkeypatch.setattr(run, "use_artifact", lambda artifact, **kw: calls.append(("use", artifact, kw)))
+    monkeypatch.setattr(run, "log_artifact", lambda artifact, **kw: calls.append(("log", artifact, kw)))
+    tracker.log_dataset(PHOTOS, subject="rex", job_id="job-1")
+    tracker.log_model(weights, subject="rex", job_id="job-1", version=1, metadata={})
+    monkeypatch.undo()
+    tracker.finish()
+
+    assert [(kind, artifact.name, artifact.type) for kind, artifact, _ in calls] == [
+        ("use", "photos-rex", "dataset"), ("log", "lora-rex", "model")]
+    dataset = calls[0][1]
+    assert sorted(dataset.manifest.entries) == ["photo-00.png", "photo-01.png"]
+    assert calls[1][2]["aliases"] == ["job-1", "version-1", "live"]
+
+
+def test_the_live_alias_is_not_moved_offline_or_without_an_artifact(monkeypatch, caplog):
+    monkeypatch.setattr(wandb, "Api", lambda **kwargs: pytest.fail("contacted W&B"))
+    with caplog.at_level(logging.INFO, logger="gpu_service.engine.train_wandb"):
+        assert not move_live_alias(WandbTrainingConfig(project=PROJECT, mode="offline"), "qwerty-test/lora-rex:j1")
+        assert not move_live_alias(WandbTrainingConfig(project=PROJECT, mode="online"), None)
+    assert "the live alias is not moved" in caplog.text
