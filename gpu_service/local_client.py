@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from gpu_service.client import ProgressCallback, TrainProgressCallback
@@ -54,8 +55,15 @@ class LocalGpuClient:
     async def generate(
         self, request: GenerateRequest, on_progress: ProgressCallback | None = None
     ) -> GenerateResult:
+        """A caller that stops waiting (a cancelled task) stops the rendering too, at its next step."""
         report = _on_loop(on_progress)
-        return await self._guard(asyncio.wrap_future(self.service.submit(request, report)))
+        cancel = threading.Event()
+        submitted = self.service.submit(request, report, previews=on_progress is not None, cancel=cancel)
+        try:
+            return await self._guard(asyncio.wrap_future(submitted))
+        except asyncio.CancelledError:
+            cancel.set()
+            raise
 
     async def train(
         self, request: TrainRequest, on_progress: TrainProgressCallback | None = None

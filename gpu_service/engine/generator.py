@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from gpu_service.schemas import (
     ModelVersion,
     Timings,
 )
+from gpu_service.sizes import aspect_size
 
 log = logging.getLogger(__name__)
 ProgressSink = Callable[[GenerationProgress], None]
@@ -59,6 +61,7 @@ class BatchItem:
     request: GenerateRequest
     on_progress: ProgressSink | None = None
     previews: bool = False
+    cancel: threading.Event | None = None  # set by the caller who gave up: stop at the next step
 
 
 @dataclass
@@ -76,6 +79,11 @@ class _Job:
     previews: bool
     started: float
     damaged_version: int | None = None  # the requested version, set aside because its file is damaged
+    cancel: threading.Event | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
 
     def batch_key(self) -> tuple:
         # img2img jobs carry their own init image and strength: they never share a call
@@ -127,6 +135,7 @@ class Generator:
             except GpuServiceError as error:
                 outcomes[position] = error
                 continue
+            job.cancel = item.cancel
             groups.setdefault(job.batch_key(), []).append((position, job))
         for members in groups.values():
             for position, outcome in zip((p for p, _ in members), self._render_safely([j for _, j in members])):
@@ -152,7 +161,7 @@ class Generator:
         prompt = build_prompt(request.prompt_prefix, phrase, request.prompt_postfix)
         self.check_prompt_length(prompt, "prompt")
         self.check_prompt_length(request.negative_prompt, "negative_prompt")
-        width, height = self.resolve_size(request.width, request.height)
+        width, height = self.resolve_size(request.width, request.height, request.aspect)
         init_image = None
         if request.init_image is not None:
             init_image = _decode_init_image(request.init_image).resize((width, height))
@@ -179,8 +188,10 @@ class Generator:
                 f"{tokenizer.model_max_length} (start and end included). Please shorten it."
             )
 
-    def resolve_size(self, width: int | None, height: int | None) -> tuple[int, int]:
+    def resolve_size(self, width: int | None, height: int | None, aspect: str | None = None) -> tuple[int, int]:
         native = native_size(self.pipe)
+        if aspect is not None:
+            return aspect_size(native, aspect, size_step(self.pipe))  # about native², under the cap
         width, height = width or native, height or native
         limit = native * native * MAX_PIXEL_FACTOR
         if width * height > limit:
@@ -246,6 +257,12 @@ class Generator:
         return self._img2img
 
 
+def size_step(pipe: DiffusionPipeline) -> int:
+    """The side multiple the UNet divides evenly (64 px on SD1.5), never below the contract's 8."""
+    downsamples = len(pipe.unet.config.block_out_channels) - 1
+    return max(8, pipe.vae_scale_factor * 2**downsamples)
+
+
 def _decode_init_image(data: bytes) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data))
@@ -262,19 +279,20 @@ def _decode_init_image(data: bytes) -> Image.Image:
 
 
 def _progress_callback(jobs: list[_Job]):
-    listeners = [job for job in jobs if job.on_progress is not None]
-    if not listeners:
+    if not any(job.on_progress is not None or job.cancel is not None for job in jobs):
         return None
 
     def report(pipe, step, timestep, tensors):
         total = pipe.num_timesteps
         offset = 0
         for job in jobs:
-            if job.on_progress is not None:
+            if job.on_progress is not None and not job.cancelled:
                 want_preview = job.previews and ((step + 1) % PREVIEW_EVERY == 0 or step + 1 == total)
                 preview = preview_png(tensors["latents"][offset]) if want_preview else None
                 job.on_progress(GenerationProgress(step=step + 1, total_steps=total, preview_png=preview))
             offset += len(job.seeds)
+        if all(job.cancelled for job in jobs):
+            pipe._interrupt = True  # diffusers skips the remaining steps; nobody waits for these images
         return tensors
 
     return report

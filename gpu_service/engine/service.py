@@ -79,9 +79,13 @@ class InferenceService:
                 log.exception("could not warm the live LoRA of %s; it loads on first use", subject)
         generator.adapters.activate(None)
 
-    def submit(self, request: GenerateRequest, on_progress: ProgressSink | None = None, previews: bool = False):
-        """Queue a request; returns a concurrent Future of its GenerateResult."""
-        return self._batcher.submit(BatchItem(request, on_progress, previews))
+    def submit(
+        self, request: GenerateRequest, on_progress: ProgressSink | None = None, previews: bool = False,
+        cancel: threading.Event | None = None,
+    ):
+        """Queue a request; returns a concurrent Future of its GenerateResult. Setting `cancel` stops its
+        rendering at the next step (cancelling the Future is enough while it still waits)."""
+        return self._batcher.submit(BatchItem(request, on_progress, previews, cancel))
 
     def generate(self, request: GenerateRequest, on_progress: ProgressSink | None = None) -> GenerateResult:
         """Thread-safe; concurrent callers share batched pipeline calls."""
