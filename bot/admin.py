@@ -17,6 +17,7 @@ from bot.wiring import AppServices
 from commands.admin import models_text, rollback_text, status_text
 from commands.community.errors import CommunityError
 from commands.community.moderation import parse_word_list
+from commands.community.settings import SettingsChange, change_settings, settings_text
 from commands.export import export_lora
 from commands.permissions import AdminPolicy
 
@@ -55,6 +56,19 @@ class AdminDesk:
         await self.community.set_spoiler(guild_id, on)
         state = "now sent as spoilers (blurred until clicked)" if on else "no longer sent as spoilers"
         await answer(interaction, f"New pictures and gallery posts are {state}.")
+
+    async def settings(self, interaction: discord.Interaction, change: SettingsChange) -> None:
+        """No change: show the server's settings; else check and store the change, then show them."""
+        guild_id = self.guild_admin(interaction, "change this server's settings")
+        await interaction.response.defer(ephemeral=True, thinking=True)  # checking a subject asks the backend
+        global_subject = self.app.settings.DEFAULT_SUBJECT
+        if change:
+            settings = await change_settings(self.community, self.app.subjects, guild_id, change,
+                                             global_subject=global_subject)
+        else:
+            settings = await self.community.server_settings(guild_id)
+        text = settings_text(settings, global_subject)
+        await interaction.edit_original_response(content=render.clip(text), allowed_mentions=NO_MENTIONS)
 
     async def banned(self, interaction: discord.Interaction, action: str, words: str) -> None:
         guild_id = self.guild_admin(interaction, "manage banned words")

@@ -3,6 +3,7 @@
     /reroll job:ID            /variations job:ID image:N     /share job:ID image:N     /delete job:ID
     /vote share:ID   /remove share:ID   /top [period:day|week|all]   /banned action:add|remove|list [words:...]
     /models   /rollback subject:NAME [version:N]   /export subject:NAME version:N [format:kohya]   /status
+    /settings [subject:NAME] [steps:N] [spoiler:on|off] [gallery:on|off]   (no options: show them)
 
 Thin over commands/ (actions, admin, community), as the Discord buttons are. The shell is its own server
 (guild id ""): its gallery is the folder OUTPUTS_DIR/gallery, where Share copies the image, and the
@@ -23,6 +24,7 @@ from commands.admin import models_text, rollback_text, status_text
 from commands.community import Share
 from commands.community.errors import CommunityError
 from commands.community.moderation import parse_word_list
+from commands.community.settings import SettingsChange, change_settings, settings_text
 from commands.context import RequestContext
 from commands.export import export_lora
 from commands.permissions import Caller
@@ -123,6 +125,17 @@ class ShellActions:
         else:
             raise CommunityError(f"`action` must be add, remove or list, not {action!r}.")
 
+    async def do_settings(self, options: dict[str, Any]) -> None:
+        change = SettingsChange(options.get("subject"), options.get("steps"), _switch(options, "spoiler"),
+                                gallery_enabled=_switch(options, "gallery"))
+        global_subject = self.app.settings.DEFAULT_SUBJECT
+        if change:
+            settings = await change_settings(self.community, self.app.subjects, GUILD, change,
+                                             global_subject=global_subject)
+        else:
+            settings = await self.community.server_settings(GUILD)
+        self.say(settings_text(settings, global_subject))
+
     async def do_models(self, options: dict[str, Any]) -> None:
         self.say(models_text(await self.app.admin.models(OPERATOR)))
 
@@ -142,3 +155,12 @@ class ShellActions:
     async def do_status(self, options: dict[str, Any]) -> None:
         self.say(status_text(await self.app.admin.status()))
 
+
+def _switch(options: dict[str, Any], name: str) -> bool | None:
+    """An on|off option as a bool; None when it was not given."""
+    value = options.get(name)
+    if value is None:
+        return None
+    if value.lower() not in ("on", "off"):
+        raise CommunityError(f"`{name}` must be on or off, not {value[:20]!r}.")
+    return value.lower() == "on"

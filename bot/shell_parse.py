@@ -38,6 +38,9 @@ ACTION_OPTIONS: Mapping[str, tuple[OptionSpec, ...]] = {
                _spec("version", int, "a version", required=True),
                _spec("format", str, "diffusers (default) or kohya", metavar="diffusers|kohya")),
     "status": (),
+    "settings": (_spec("subject", str, "the default subject", metavar="NAME"), _spec("steps", int, "default steps"),
+                 _spec("spoiler", str, "spoilers on or off", metavar="on|off"),
+                 _spec("gallery", str, "the gallery on or off", metavar="on|off")),
 }
 COMMANDS: Mapping[str, tuple[OptionSpec, ...]] = {"qwerty": QWERTY_OPTIONS, "train": TRAIN_OPTIONS, **ACTION_OPTIONS}
 WORDS = ("help", "quit", "exit")

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Literal
 import discord
 from discord import app_commands
 
+from commands.community.settings import SettingsChange
+
 if TYPE_CHECKING:
     from bot.admin import AdminDesk
 
@@ -56,6 +58,25 @@ async def spoiler(interaction: discord.Interaction, on: bool) -> None:
     await desk_of(interaction).spoiler(interaction, on)
 
 
+@app_commands.command(name="settings", description="Admins: this server's /qwerty defaults, spoilers and gallery")
+@app_commands.describe(
+    subject="Default subject for /qwerty on this server", steps="Default steps for /qwerty (1-100)",
+    spoiler="True: blur new pictures and gallery posts until clicked", gallery_channel="The gallery channel",
+    gallery="False: turn the gallery off (Share is refused); True: on again",
+)
+@app_commands.guild_only()
+@ADMINS_ONLY
+async def settings(
+    interaction: discord.Interaction, subject: app_commands.Range[str, 1, 32] | None = None,
+    steps: app_commands.Range[int, 1, 100] | None = None, spoiler: bool | None = None,
+    gallery_channel: discord.TextChannel | None = None, gallery: bool | None = None,
+) -> None:
+    """With no options: show the settings."""
+    channel_id = None if gallery_channel is None else str(gallery_channel.id)
+    change = SettingsChange(subject, steps, spoiler, channel_id, gallery)
+    await desk_of(interaction).settings(interaction, change)
+
+
 @app_commands.command(name="models", description="Admins: trained subjects and versions, which is live, W&B links")
 @ADMINS_ONLY
 async def models(interaction: discord.Interaction) -> None:
@@ -91,10 +112,11 @@ async def status(interaction: discord.Interaction) -> None:
     await desk_of(interaction).status(interaction)
 
 
+@settings.autocomplete("subject")
 @rollback.autocomplete("subject")
 @export.autocomplete("subject")
 async def subject_choices(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-    return await interaction.client.handlers.subject_choices(current)  # type: ignore[attr-defined]
+    return await interaction.client.handlers.subject_choices(interaction, current)  # type: ignore[attr-defined]
 
 
-COMMUNITY_COMMANDS = (gallery, top, banned, spoiler, models, rollback, export, status)
+COMMUNITY_COMMANDS = (gallery, top, banned, spoiler, settings, models, rollback, export, status)

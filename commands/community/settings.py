@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from commands.community.errors import CommunityError
+from commands.subjects import SubjectCatalog
 from commands.validation import build
 from gpu_service.schemas import GenerateRequest
 from gpu_service.settings import SUBJECT_NAME_PATTERN
-
-if TYPE_CHECKING:
-    from commands.community.service import CommunityService
-    from commands.subjects import SubjectCatalog
 
 BOT_STEPS = GenerateRequest.model_fields["steps"].default
 
@@ -55,8 +52,13 @@ class SettingsChange:
         return {name: value for name, value in asdict(self).items() if value is not None}
 
 
+class SettingsKeeper(Protocol):
+    async def update_settings(self, guild_id: str, change: SettingsChange) -> ServerSettings:
+        """Store the change (CommunityService does, and refreshes the defaults it keeps in memory)."""
+
+
 async def change_settings(
-    community: CommunityService, catalog: SubjectCatalog, guild_id: str, change: SettingsChange,
+    community: SettingsKeeper, catalog: SubjectCatalog, guild_id: str, change: SettingsChange,
     *, global_subject: str,
 ) -> ServerSettings:
     """Check the change, store it, and return the server's settings now; CommunityError says what is wrong."""

@@ -16,9 +16,9 @@ from tests.support.discord_stub import discord_py_pointed_at
 from tests.support.sleepy_gpu import SleepyGpu
 
 NAME = re.compile(r"^[-_a-z0-9]{1,32}$")  # Discord's rule, lower case only for slash commands
-ALL = {"qwerty", "train", "gallery", "top", "banned", "spoiler", "models", "rollback", "export",
+ALL = {"qwerty", "train", "gallery", "top", "banned", "spoiler", "settings", "models", "rollback", "export",
        "status"}
-ADMIN_ONLY = {"train", "gallery", "banned", "spoiler", "models", "rollback", "export", "status"}
+ADMIN_ONLY = {"train", "gallery", "banned", "spoiler", "settings", "models", "rollback", "export", "status"}
 
 
 def payloads() -> list[dict]:
