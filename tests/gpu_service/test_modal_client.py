@@ -21,6 +21,7 @@ from gpu_service.errors import (
     MissingCredentials,
     ModelNotDeployed,
     RemoteError,
+    SubjectNotFound,
     TrainingFailed,
 )
 from gpu_service.modal_client import ModalGpuClient, ModalNames
@@ -263,6 +264,23 @@ async def test_list_versions_and_activate_go_through_their_functions(fake):
     assert await client.list_versions("rex") == [VERSION]
     assert await client.activate("rex", 3) == VERSION
     assert calls == [("list", "rex"), ("activate", "rex", 3)]
+
+
+async def test_export_goes_through_its_function_and_a_refusal_comes_back_as_is(fake):
+    calls: list = []
+
+    async def export_lora(subject, version, fmt):
+        calls.append((subject, version, fmt))
+        if version == 9:
+            raise SubjectNotFound("subject 'rex' has no version 9")
+        return b"weights"
+
+    fake.functions[ModalNames("stable-qwerty").export_lora] = SimpleNamespace(remote=aio(export_lora))
+    client = make_client(fake)
+    assert await client.export_lora("rex", 3, "kohya") == b"weights"
+    with pytest.raises(SubjectNotFound, match="no version 9"):
+        await client.export_lora("rex", 9)
+    assert calls == [("rex", 3, "kohya"), ("rex", 9, "diffusers")]
 
 
 async def test_a_registry_call_that_hangs_times_out(fake):
