@@ -18,7 +18,7 @@ import discord
 from discord import app_commands
 
 from bot.buttons import ButtonDesk
-from bot.components import DYNAMIC_ITEMS
+from bot.components import DYNAMIC_ITEMS, Cancel
 from bot.context import check_served
 from bot.delivery import GenerationDelivery
 from bot.errors import answer_error
@@ -74,13 +74,14 @@ class QwertyBot(discord.Client):
         # routed to these two (bot.slash, bot.components).
         delivery = GenerationDelivery(app.qwerty, app.community, self.tasks,
                                       progress_interval_s=settings.PROGRESS_INTERVAL_S)
+        self.delivery = delivery  # the Cancel button's (bot.components.Cancel)
         self.handlers = Handlers(app, settings, self.tasks, self, delivery)
         self.buttons = ButtonDesk(app, delivery, self)
 
     async def setup_hook(self) -> None:
         """After login, before the gateway: the persistent buttons, dev-guild sync, then recovery, image
         pruning (now and on a schedule) and warm-up in the background."""
-        self.add_dynamic_items(*DYNAMIC_ITEMS)  # clicks on any message, from any earlier run
+        self.add_dynamic_items(*DYNAMIC_ITEMS, Cancel)  # clicks on any message, from any earlier run
         if self.settings.DISCORD_GUILD_ID:
             await sync_to(self.tree, self.settings.DISCORD_GUILD_ID)
         self.tasks.spawn(self.recover(), name="recover-jobs")

@@ -8,6 +8,7 @@ Format `sq:<action>:<target>[:<index>]`, at most 100 characters (Discord's limit
     sq:del:<job_id>             Delete button
     sq:vote:<share_id>          star button on a gallery post
     sq:rm:<share_id>            moderator's Remove button on a gallery post
+    sq:cancel:<job_id>          the requester's Cancel button on a request's progress message
 
 After a restart the bot decodes the id and reads everything else from its stores. `decode` answers
 None for anything it did not make (another bot's ids, truncated or edited ids), so a click on a
@@ -34,6 +35,7 @@ class Action(StrEnum):
     DELETE = "del"
     VOTE = "vote"
     REMOVE = "rm"
+    CANCEL = "cancel"
 
 
 _TAKES_INDEX = {Action.VARIATIONS, Action.SHARE}
@@ -103,6 +105,10 @@ def vote(share_id: str) -> str:
 
 def remove(share_id: str) -> str:
     return ComponentId(Action.REMOVE, share_id).encode()
+
+
+def cancel(job_id: str) -> str:
+    return ComponentId(Action.CANCEL, job_id).encode()
 
 
 def parse_index(value: str) -> int | None:

@@ -1,27 +1,45 @@
 """Answering an admitted generation in Discord: ack, wait and render with progress, send, then log.
 
 /qwerty, Reroll and Variations all end here, so a request is answered the same way whatever started it.
+The progress message carries a Cancel button: the requester's click stops the request, waiting (it
+leaves the queue and frees the member's place) or rendering (the engine stops at its next step).
 """
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import discord
 
 from bot import render
-from bot.components import generation_view
+from bot.components import generation_view, progress_view
 from bot.errors import NO_MENTIONS
 from bot.progress import ProgressMessage
 from bot.tasks import TaskOwner
 from commands.community import CommunityService, message_link
+from commands.errors import MemberError
 from commands.generate import Generation
-from commands.qwerty import Admission, QwertyService
+from commands.qwerty import Admission, QwertyService, Rendering
+from commands.recovery import CANCELLED
 
 log = logging.getLogger(__name__)
 FIRST_PROGRESS_AFTER_S = 1.0  # a request answered sooner never shows progress
 Prepare = Callable[[Admission], Awaitable[Admission]]  # work after the ack, before the queue (a download)
+PREVIEW_NAME = "preview.png"
+
+
+class CannotCancel(MemberError):
+    """The request has finished, or was asked for by someone else."""
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    task: asyncio.Task
+    user_id: str
 
 
 class GenerationDelivery:
@@ -32,6 +50,8 @@ class GenerationDelivery:
         self.community = community
         self.tasks = tasks
         self.progress_interval_s = progress_interval_s
+        self._in_flight: dict[str, _InFlight] = {}  # job id -> its answering task, while it runs
+        self._cancelled: set[str] = set()  # job ids their requester cancelled, until `deliver` sees it
 
     async def deliver(
         self, interaction: discord.Interaction, admission: Admission, prepare: Prepare | None = None
@@ -44,9 +64,44 @@ class GenerationDelivery:
             raise
         original_id = ack.message_id if ack else None
         work = self._answer(interaction, admission, original_id, prepare)
-        await self.tasks.run(work, name=f"qwerty-{interaction.id}")
+        try:
+            await self.tasks.run(work, name=f"qwerty-{interaction.id}")
+        except asyncio.CancelledError:
+            if admission.job_id not in self._cancelled or _being_cancelled():
+                raise  # a shutdown
+        finally:
+            self._cancelled.discard(admission.job_id)
+
+    async def cancel(self, interaction: discord.Interaction, job_id: str) -> None:
+        """The Cancel button: only the requester; the message then says "Cancelled."."""
+        flight = self._in_flight.get(job_id)
+        if flight is None or flight.task.done():
+            raise CannotCancel("This request is no longer running.")
+        if str(interaction.user.id) != flight.user_id:
+            raise CannotCancel("Only the member who asked for these images can cancel them.")
+        await interaction.response.defer()
+        self._cancelled.add(job_id)
+        flight.task.cancel()
+        await asyncio.wait({flight.task})  # waiting: at once; rendering: at the engine's next step
+        if not flight.task.cancelled():
+            return  # it finished first: the images are posted
+        try:
+            await self.qwerty.jobs.update(job_id, state="failed", error=CANCELLED)
+        except Exception:  # the member asked for nothing more than the stop
+            log.exception("could not record %s as cancelled", job_id)
+        await interaction.edit_original_response(content="Cancelled.", attachments=[], view=None)
 
     async def _answer(
+        self, interaction: discord.Interaction, admission: Admission, original_id: int | None,
+        prepare: Prepare | None,
+    ) -> None:
+        self._in_flight[admission.job_id] = _InFlight(asyncio.current_task(), admission.context.user_id)
+        try:
+            await self._answer_tracked(interaction, admission, original_id, prepare)
+        finally:
+            self._in_flight.pop(admission.job_id, None)
+
+    async def _answer_tracked(
         self, interaction: discord.Interaction, admission: Admission, original_id: int | None,
         prepare: Prepare | None,
     ) -> None:
@@ -57,11 +112,12 @@ class GenerationDelivery:
                 admission.cancel()
                 raise
         progress = ProgressMessage(
-            lambda text: interaction.edit_original_response(content=text),
+            _progress_editor(interaction, admission.job_id),
             interval_s=self.progress_interval_s, first_delay_s=FIRST_PROGRESS_AFTER_S,
         )
         async with progress:
-            generation = await self.qwerty.run(admission, lambda update: progress.show(render.queue_update(update)))
+            generation = await self.qwerty.run(admission, lambda update: _show(progress, update))
+        self._in_flight.pop(admission.job_id, None)  # the images are drawn: too late to cancel
         spoiler = await self.community.spoiler(generation.context.guild_id)
         reply = render.generation_reply(generation, interaction.filesize_limit, spoiler=spoiler)
         shown = [image.index for image in generation.result.images if image.png is not None]
@@ -85,3 +141,28 @@ class GenerationDelivery:
                 await interaction.delete_original_response()
         except Exception:  # the member has their images; nothing to tell them
             log.exception("after replying to interaction %s", interaction.id)
+
+
+def _show(progress: ProgressMessage, update) -> None:
+    preview = update.preview_png if isinstance(update, Rendering) else None
+    progress.show(render.queue_update(update), preview)
+
+
+def _progress_editor(interaction: discord.Interaction, job_id: str):
+    """Edits of the "thinking…" message: the text, the Cancel button, and the newest preview if any."""
+    view = progress_view(job_id)
+
+    async def edit(text: str, preview_png: bytes | None = None) -> None:
+        if preview_png is None:
+            await interaction.edit_original_response(content=text, view=view)
+        else:
+            preview = discord.File(io.BytesIO(preview_png), filename=PREVIEW_NAME)
+            await interaction.edit_original_response(content=text, view=view, attachments=[preview])
+
+    return edit
+
+
+def _being_cancelled() -> bool:
+    """Whether the task running now has a cancel of its own pending (a shutdown of the handler)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

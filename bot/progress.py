@@ -1,8 +1,11 @@
 """One message that shows the latest progress, edited at most once every `interval_s` (rate limits).
 
-`show` is synchronous and only remembers the newest text, so GPU callbacks never wait on Discord; a
+`show` is synchronous and only remembers the newest text (and preview image), so GPU callbacks never
+wait on Discord; a
 writer task owned by the `async with` block does the edits. A failed edit is logged and skipped:
-progress is a courtesy, never a reason for the job to fail.
+progress is a courtesy, never a reason for the job to fail. A preview rides along with the next edit
+after it arrives, as `edit(text, preview_png)`; edits without a new one are `edit(text)` and keep the
+image already shown.
 """
 
 from __future__ import annotations
@@ -18,20 +21,23 @@ EDIT_TIMEOUT_S = 10.0
 
 class ProgressMessage:
     def __init__(
-        self, edit: Callable[[str], Awaitable[Any]], *, interval_s: float = 2.0, first_delay_s: float = 0.0
+        self, edit: Callable[..., Awaitable[Any]], *, interval_s: float = 2.0, first_delay_s: float = 0.0
     ) -> None:
         self._edit = edit
         self.interval_s = interval_s
         self.first_delay_s = first_delay_s  # a quick job is answered without any progress edit
         self._latest: str | None = None
+        self._preview: bytes | None = None  # newer than the one shown
         self._shown: str | None = None
         self._changed = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
         self.edits = 0
 
-    def show(self, text: str) -> None:
+    def show(self, text: str, preview_png: bytes | None = None) -> None:
         self._latest = text
+        if preview_png is not None:
+            self._preview = preview_png
         self._changed.set()
 
     async def __aenter__(self) -> ProgressMessage:
@@ -56,13 +62,15 @@ class ProgressMessage:
         while not self._closed:
             await self._changed.wait()
             self._changed.clear()
-            text = self._latest
-            if self._closed or text is None or text == self._shown:
+            text, preview = self._latest, self._preview
+            if self._closed or text is None or (text == self._shown and preview is None):
                 continue
             try:
                 async with asyncio.timeout(EDIT_TIMEOUT_S):
-                    await self._edit(text)
+                    await (self._edit(text) if preview is None else self._edit(text, preview))
                 self._shown = text
+                if self._preview is preview:
+                    self._preview = None
                 self.edits += 1
             except Exception:
                 log.warning("a progress edit failed; the job goes on", exc_info=True)

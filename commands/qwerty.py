@@ -51,6 +51,7 @@ class Queued:
 class Rendering:
     step: int
     total_steps: int
+    preview_png: bytes | None = None  # a rough look at the image so far, every few steps
 
 
 Update = Queued | Rendering
@@ -179,7 +180,7 @@ class QwertyService:
 
     async def _generate(self, admission: Admission, report: UpdateCallback) -> Generation:
         def on_progress(progress: GenerationProgress) -> None:
-            report(Rendering(progress.step, progress.total_steps))
+            report(Rendering(progress.step, progress.total_steps, progress.preview_png))
 
         listener = None if report is _ignore else on_progress  # nobody listening: no per-step callbacks
 

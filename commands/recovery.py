@@ -15,6 +15,7 @@ from commands.jobs import JobRecord, JobStore
 
 log = logging.getLogger(__name__)
 INTERRUPTED = "interrupted: the front end restarted while it ran"
+CANCELLED = "cancelled: the member stopped it"  # failed by choice, finished: never recovered
 
 
 @dataclass(frozen=True)

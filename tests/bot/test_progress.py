@@ -67,3 +67,23 @@ async def test_closing_stops_the_writer_even_if_an_edit_swallows_the_cancellatio
         async with progress:
             progress.show("step 1/2")
             await asyncio.wait_for(started.wait(), 1)
+
+
+async def test_a_preview_rides_on_the_next_edit_once_and_within_the_interval():
+    edits: list[tuple[float, str, bytes | None]] = []
+
+    async def edit(text: str, preview: bytes | None = None) -> None:
+        edits.append((time.monotonic(), text, preview))
+
+    async with ProgressMessage(edit, interval_s=0.1) as progress:
+        progress.show("step 1/3")
+        await asyncio.sleep(0.05)
+        progress.show("step 2/3", b"first")
+        progress.show("step 2/3", b"second")  # newer: the first is never sent
+        await asyncio.sleep(0.2)
+        progress.show("step 3/3")
+        await asyncio.sleep(0.2)
+    assert [(text, preview) for _, text, preview in edits] == [
+        ("step 1/3", None), ("step 2/3", b"second"), ("step 3/3", None)
+    ]
+    assert all(b - a >= 0.09 for (a, *_), (b, *_) in zip(edits, edits[1:]))

@@ -47,6 +47,7 @@ class SleepyGpu:
         self.image_size = image_size
         self.gate: asyncio.Event | None = None  # when set to an unset Event, work waits for it
         self.fail_with: BaseException | None = None
+        self.preview_every = 0  # when > 0, progress carries a preview PNG every this many steps
         self.generated: list[GenerateRequest] = []
         self.trained: list[TrainRequest] = []
         self.resumed: list[tuple[TrainRequest, str | None]] = []
@@ -65,7 +66,8 @@ class SleepyGpu:
             await self._hold()
             for step in range(1, request.steps + 1):
                 if on_progress is not None:
-                    on_progress(GenerationProgress(step=step, total_steps=request.steps))
+                    preview = tiny_png(step, 8) if self.preview_every and step % self.preview_every == 0 else None
+                    on_progress(GenerationProgress(step=step, total_steps=request.steps, preview_png=preview))
                 await asyncio.sleep(self.delay_s / request.steps)
         finally:
             self.running -= 1
