@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 import modal
@@ -22,7 +23,7 @@ from pydantic import SecretStr
 
 from gpu_service.boundary import boundary
 from gpu_service.leases import SharedTrainingLease, deployment_slot
-from gpu_service.modal_client import MINUTES, TRAIN_TIMEOUT_S, ModalNames
+from gpu_service.modal_client import FOLLOW_CALL, MINUTES, TRAIN_TIMEOUT_S, ModalNames, training_call_key
 from gpu_service.registry import ModelRegistry
 from gpu_service.schemas import GenerateRequest, GenerateResult, TrainProgress, TrainRequest
 from gpu_service.settings import Settings
@@ -197,10 +198,17 @@ def export_lora(subject: str, version: int, fmt: str = "diffusers") -> bytes:
     secrets=[huggingface_secret, wandb_secret],
 )
 def train(request: dict) -> dict:
-    """Train and publish one version; progress goes to the progress Dict under the job id."""
+    """Train and publish one version; progress goes to the progress Dict under the job id.
+
+    Idempotent per job id: the call records its own id under the job's key first, so a bot that restarts
+    finds it; a second call of a job whose first call still runs trains nothing and names that call.
+    """
     logging.basicConfig(level=logging.INFO)
     with boundary("training"):
         parsed = TrainRequest.model_validate(request)
+        running = claim_job(training_progress, parsed.job_id, modal.current_function_call_id(), call_running)
+        if running is not None:
+            return {FOLLOW_CALL: running}
         from gpu_service.engine.training_job import run_training_job
 
         with (SharedTrainingLease(training_progress, parsed.subject, parsed.job_id),
@@ -245,6 +253,32 @@ def fetch_models(values: Settings, download) -> list[str]:
 
 
 # Helpers
+
+
+def claim_job(store, job_id: str, call_id: str | None, running: Callable[[str], bool]) -> str | None:
+    """Record `call_id` in `store` (the progress Dict) as the call that runs `job_id`, before any work.
+    Returns the id of another call that still runs the job (hand over to it), else None (this one runs it)."""
+    if call_id is None:  # in-process (`.local()`): there is no call to record
+        return None
+    key = training_call_key(job_id)
+    if store.put(key, call_id, skip_if_exists=True):
+        return None
+    other = store.get(key)
+    if other not in (None, call_id) and running(other):
+        return other
+    store.put(key, call_id)  # the earlier call ended (failed, cancelled, preempted): this one runs the job again
+    return None
+
+
+def call_running(call_id: str) -> bool:
+    """Whether a spawned call has not ended yet: Modal answers "no result yet" with the built-in TimeoutError."""
+    try:
+        modal.FunctionCall.from_id(call_id).get(timeout=0)
+    except TimeoutError:
+        return True
+    except Exception:  # its failure, a cancellation, or a call Modal no longer knows: it runs no more
+        return False
+    return False
 
 
 @functools.cache

@@ -67,6 +67,9 @@ class LazyGpuClient:
     ) -> TrainResult:
         return await (await self.client()).resume_training(request, call_id, on_progress)
 
+    async def cancel_training(self, job_id: str, call_id: str | None) -> TrainResult | None:
+        return await (await self.client()).cancel_training(job_id, call_id)
+
     async def list_versions(self, subject: str | None = None) -> list[ModelVersion]:
         return await (await self.client()).list_versions(subject)
 

@@ -42,6 +42,7 @@ from gpu_service.subjects import subject_name
 log = logging.getLogger(__name__)
 _LINK = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+CANCEL_TIMEOUT_S = 120.0  # stopping a training the bot gave up on: the engine stops at its next step or stage
 
 
 @dataclass(frozen=True)
@@ -240,7 +241,28 @@ class TrainingService:
                     return await self.client.train(request, progress)
                 return await self.client.resume_training(request, call_id, progress)
         except TimeoutError:
-            raise GpuTimeout(f"The training did not finish within {self.timeout_s / 60:g} minutes.") from None
+            gave_up = GpuTimeout(f"The training did not finish within {self.timeout_s / 60:g} minutes.")
+        except GpuTimeout as backend_limit:  # the backend stopped waiting first
+            gave_up = backend_limit
+        return await self._stopped(request, call_id, gave_up)
+
+    async def _stopped(self, request: TrainRequest, call_id: str | None, gave_up: GpuTimeout) -> TrainResult:
+        """The bot gives up on a training: cancel it for real. A version it published before the cancel
+        arrived is its result, announced as usual; otherwise the job fails, saying that nothing went live."""
+        running = self._live.get(request.job_id)
+        if running is not None and running.progress is not None and running.progress.call_id:
+            call_id = running.progress.call_id  # the call id reported since the job (re)started
+        try:
+            async with asyncio.timeout(CANCEL_TIMEOUT_S):
+                finished = await self.client.cancel_training(request.job_id, call_id)
+        except Exception as error:
+            log.warning("training %s: the cancel failed (%r)", request.job_id, error)
+            raise GpuTimeout(f"{gave_up} It could not be stopped: a version may still appear.") from error
+        if finished is None:
+            raise GpuTimeout(f"{gave_up} It was stopped, and nothing was published.") from None
+        log.warning("training %s finished after the bot gave up: v%d is live", request.job_id,
+                    finished.version.version)
+        return finished
 
     async def _checked_request(self, subject: str, options: TrainOptions, context: RequestContext) -> TrainRequest:
         """`subject` is the key; a server's own copy of the default subject starts from its phrases too."""

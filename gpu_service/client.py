@@ -40,6 +40,10 @@ class GpuClient(Protocol):
         """After a restart: re-attach to the running call, or run the job again (it resumes from its
         last checkpoint, and a job that already produced a version returns it at once)."""
 
+    async def cancel_training(self, job_id: str, call_id: str | None) -> TrainResult | None:
+        """Stop a training the caller gave up on, for real, so it publishes nothing. Returns the job's result
+        when it had already published its version (the caller announces it), else None."""
+
     async def list_versions(self, subject: str | None = None) -> list[ModelVersion]:
         """Every version of one subject (or of all), oldest first."""
 

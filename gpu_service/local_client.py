@@ -7,9 +7,10 @@ process configured with GPU_BACKEND=local.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from gpu_service.client import ProgressCallback, TrainProgressCallback
 from gpu_service.errors import GpuBusy, GpuServiceError, RemoteError
@@ -47,6 +48,7 @@ class LocalGpuClient:
         self.training_leases = TrainingLeases()  # touched on the loop only
         self._trainer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpu-train")
         self._training_runs = False  # touched on the loop only
+        self._trainings: dict[str, tuple[threading.Event, Future]] = {}  # job id -> its stop flag and thread
 
     async def start(self) -> None:
         """Load the pipeline now rather than on the first request."""
@@ -84,17 +86,41 @@ class LocalGpuClient:
             self._training_ended(lease)
             raise
         loop = asyncio.get_running_loop()
+        stop = threading.Event()
         running = self._trainer.submit(
-            run_training_job, self.settings, request, _on_loop(on_progress), self.registry
+            run_training_job, self.settings, request, _on_loop(on_progress), self.registry, stop
         )
+        self._trainings[request.job_id] = (stop, running)
         # A thread cannot be cancelled: the subject and the GPU stay taken until the training really ends,
-        # even if the caller stops waiting.
-        running.add_done_callback(lambda _: loop.call_soon_threadsafe(self._training_ended, lease))
+        # even if the caller stops waiting (`cancel_training` asks it to stop at its next step).
+        running.add_done_callback(
+            lambda _: loop.call_soon_threadsafe(self._training_ended, lease, request.job_id)
+        )
         return await self._guard(asyncio.wrap_future(running))
 
-    def _training_ended(self, lease: TrainingLease) -> None:
+    def _training_ended(self, lease: TrainingLease, job_id: str | None = None) -> None:
         self._training_runs = False
+        self._trainings.pop(job_id, None)
         lease.release()
+
+    async def cancel_training(self, job_id: str, call_id: str | None) -> TrainResult | None:
+        """Stop the job at its next step or stage and wait for its thread to end; the job's version if it
+        published one before it could be stopped, else None."""
+        stop, running = self._trainings.get(job_id, (None, None))
+        if stop is not None:
+            stop.set()
+            with contextlib.suppress(Exception):  # its own error (TrainingCancelled) is the expected end
+                await asyncio.wrap_future(running)
+        return await asyncio.to_thread(self._published, job_id)
+
+    def _published(self, job_id: str) -> TrainResult | None:
+        from gpu_service.engine.training import previous_result
+
+        for subject in self.registry.subjects():
+            version = self.registry.find_job(subject, job_id)
+            if version is not None:
+                return previous_result(self.registry, version, job_id)
+        return None
 
     async def resume_training(
         self, request: TrainRequest, call_id: str | None, on_progress: TrainProgressCallback | None = None

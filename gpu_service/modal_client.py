@@ -52,6 +52,8 @@ STATUS_TIMEOUT_S = 10.0
 # Registry calls run in a small container that may have to start first.
 REGISTRY_TIMEOUT_S = 60.0
 POLL_INTERVAL_S = 5.0
+CANCEL_SETTLE_S = 60.0  # after a cancel, how long to wait for the call to end and say whether it published
+FOLLOW_CALL = "follow_call"  # a train call's answer when another call already runs its job: follow that one
 _NOT_READY = object()
 
 
@@ -91,6 +93,11 @@ class ModalNames:
         return f"{self.app}-training-progress"
 
 
+def training_call_key(job_id: str) -> str:
+    """Where a training's call records its own id in the progress Dict, so a restart finds it by job id."""
+    return f"call:{job_id}"
+
+
 class ModalLookup(Protocol):
     """Where the client finds the deployed objects; tests pass stand-ins with the same `.aio` surface."""
 
@@ -101,10 +108,10 @@ class ModalLookup(Protocol):
         """A deployed function: `.remote.aio`, `.spawn.aio`."""
 
     def function_call(self, call_id: str) -> Any:
-        """A spawned call: `.get.aio(timeout=0)`, `.object_id`."""
+        """A spawned call: `.get.aio(timeout=0)`, `.cancel.aio()`, `.object_id`."""
 
     def progress_store(self) -> Any:
-        """The training-progress Dict: `.get.aio(key)`."""
+        """The training-progress Dict: `.get.aio(key)` (progress by job id, and each job's call id)."""
 
 
 class DeployedApp:
@@ -137,6 +144,7 @@ class ModalGpuClient:
         self, settings: Settings, *, lookup: ModalLookup | None = None,
         status_timeout_s: float = STATUS_TIMEOUT_S, registry_timeout_s: float = REGISTRY_TIMEOUT_S,
         poll_interval_s: float = POLL_INTERVAL_S, train_follow_s: float = TRAIN_FOLLOW_S,
+        cancel_settle_s: float = CANCEL_SETTLE_S,
     ) -> None:
         self.settings = settings
         self.names = ModalNames(settings.PROJECT_NAME)
@@ -146,6 +154,7 @@ class ModalGpuClient:
         self.registry_timeout_s = registry_timeout_s
         self.poll_interval_s = poll_interval_s
         self.train_follow_s = train_follow_s
+        self.cancel_settle_s = cancel_settle_s
 
     # Generation
 
@@ -198,11 +207,17 @@ class ModalGpuClient:
     async def resume_training(
         self, request: TrainRequest, call_id: str | None, on_progress: TrainProgressCallback | None = None
     ) -> TrainResult:
-        """Re-attach to `call_id`; with none, or one Modal no longer knows, run the job again.
+        """Re-attach to `call_id`, else to the call the job recorded for itself on Modal (a bot killed right
+        after the spawn never saved its id); with neither, or one Modal no longer knows, run the job again.
 
-        Running again is safe: the job resumes from its checkpoints, or returns the version it already made.
+        Running again is safe: the job resumes from its checkpoints, or returns the version it already made;
+        a second call of a job whose first call still runs hands over to it (FOLLOW_CALL).
         A call that ended in failure reports that failure: it is the job's outcome.
         """
+        if call_id is None:
+            call_id = await self._recorded_call(request.job_id)
+            if call_id is not None and on_progress is not None:  # the caller saves it now
+                on_progress(TrainProgress(job_id=request.job_id, state="queued", call_id=call_id))
         if call_id is None:
             return await self.train(request, on_progress)
         try:
@@ -224,6 +239,12 @@ class ModalGpuClient:
             if progress is not None and progress != last:
                 last = progress
                 on_progress(progress.model_copy(update={"call_id": call_id}))
+            if isinstance(result, dict) and FOLLOW_CALL in result:
+                call_id = result[FOLLOW_CALL]  # another call runs this job: it is the one to follow
+                call = self.lookup.function_call(call_id)
+                if on_progress is not None:
+                    on_progress(TrainProgress(job_id=job_id, state="queued", call_id=call_id))
+                continue
             if result is not _NOT_READY:
                 return _validated(TrainResult, result)
             if loop.time() > deadline:
@@ -231,6 +252,39 @@ class ModalGpuClient:
                     f"Training {job_id} has not finished after {self.train_follow_s / HOURS:g} h of waiting."
                 )
             await asyncio.sleep(self.poll_interval_s)
+
+    async def cancel_training(self, job_id: str, call_id: str | None) -> TrainResult | None:
+        """Cancel the job's call (the one given, else the one it recorded), then wait for it to end: a result
+        means it published before the cancel arrived. GpuTimeout if it has not ended within the settle time."""
+        call_id = call_id or await self._recorded_call(job_id)
+        if call_id is None:
+            return None
+        call = self.lookup.function_call(call_id)
+        await self._call("training cancel", self.status_timeout_s, lambda: call.cancel.aio())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cancel_settle_s
+        while True:
+            try:
+                result = await self._poll(call)
+            except GpuServiceError:  # cancelled, failed or gone: this call published nothing
+                return None
+            if isinstance(result, dict) and FOLLOW_CALL in result:
+                return await self.cancel_training(job_id, result[FOLLOW_CALL])
+            if result is not _NOT_READY:
+                return _validated(TrainResult, result)
+            if loop.time() > deadline:
+                raise GpuTimeout(f"Training {job_id} was asked to stop but has not ended yet.")
+            await asyncio.sleep(self.poll_interval_s)
+
+    async def _recorded_call(self, job_id: str) -> str | None:
+        """The call id the job's train call recorded on Modal; None when there is none or it cannot be read."""
+        try:
+            async with asyncio.timeout(self.status_timeout_s):
+                found = await self.lookup.progress_store().get.aio(training_call_key(job_id))
+        except (TimeoutError, modal.exception.Error) as error:
+            log.warning("could not read the call of training %s: %s", job_id, error.__class__.__name__)
+            return None
+        return found if isinstance(found, str) else None
 
     async def _poll(self, call: Any) -> Any:
         """The call's result, or _NOT_READY. A poll that hangs counts as not ready: the next one retries."""

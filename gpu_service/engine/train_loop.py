@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +28,19 @@ from gpu_service.engine.train_model import (
     make_optimizer,
     trainable_state,
 )
+from gpu_service.errors import TrainingFailed
 
 log = logging.getLogger(__name__)
+
+class TrainingCancelled(TrainingFailed):
+    """The caller asked the training to stop (it gave up waiting): it stops between steps, publishing nothing."""
+
+
+def stop_if_asked(stop: threading.Event | None, job_id: str) -> None:
+    """Raise TrainingCancelled once `stop` is set; the engine calls it between steps and between stages."""
+    if stop is not None and stop.is_set():
+        raise TrainingCancelled(f"Training {job_id} was stopped before it finished; nothing was published.")
+
 
 RECENT_LOSSES = 20  # final_loss is the mean over the last this-many steps
 INSTANCE_STREAM, CLASS_STREAM = 0, 1
@@ -161,14 +173,19 @@ def train_step(trainer: Trainer) -> float:
 StepHook = Callable[[int, float, bool], None]  # (step, loss, checkpoint saved)
 
 
-def run_training(trainer: Trainer, *, staging: Path, fingerprint: str, on_step: StepHook | None = None) -> None:
+def run_training(
+    trainer: Trainer, *, staging: Path, fingerprint: str, on_step: StepHook | None = None,
+    stop: threading.Event | None = None, job_id: str = "",
+) -> None:
     """Steps until max_steps, checkpointing every `checkpoint_every` steps and at the last one.
 
     `on_step` runs after the step's checkpoint is written; an exception from it stops the training,
-    and a later run resumes from the newest checkpoint.
+    and a later run resumes from the newest checkpoint. `stop`, once set, ends it before the next step
+    with TrainingCancelled.
     """
     config = trainer.config
     while trainer.step < config.max_steps:
+        stop_if_asked(stop, job_id)
         loss = train_step(trainer)
         due = trainer.step % config.checkpoint_every == 0 or trainer.step == config.max_steps
         if due:

@@ -21,7 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PIL import Image
@@ -41,7 +42,7 @@ from gpu_service.engine.train_data import (
     load_class_images,
     tokenize,
 )
-from gpu_service.engine.train_loop import Trainer, build_trainer, resume, run_training
+from gpu_service.engine.train_loop import Trainer, build_trainer, resume, run_training, stop_if_asked
 from gpu_service.engine.train_model import (
     Precision,
     add_lora,
@@ -89,6 +90,7 @@ class TrainingJob:
     class_dir: Path
     resolution: int
     precision: Precision
+    stop: threading.Event | None = None  # set by the caller to stop the training between steps and stages
 
 
 def train_version(
@@ -106,6 +108,7 @@ def train_version(
     token: str | None = None,
     progress_interval_s: float = 1.0,
     quality: QualitySettings | None = None,
+    stop: threading.Event | None = None,
 ) -> TrainResult:
     """Train `request`'s subject on `images` (PNG bytes, already cropped) and publish it as the live version.
 
@@ -113,6 +116,7 @@ def train_version(
     an earlier kept checkpoint (see gpu_service.engine.train_quality). An exception raised by `on_progress` stops the
     training (its checkpoints stay; calling again with the same job id resumes). Errors: InvalidRequest for
     bad input (before any work), TrainingFailed for anything else that goes wrong before publishing.
+    Once `stop` is set the training ends at its next step or stage with TrainingCancelled, publishing nothing.
     """
     existing = registry.resume_job(request.subject, request.job_id)
     if existing is not None:
@@ -124,7 +128,7 @@ def train_version(
             instance_prefix=instance_prefix, instance_postfix=instance_postfix,
             class_cache_dir=class_cache_dir, token=token,
         )
-        return _train(job, pictures, registry, reporter, tracker, quality)
+        return _train(replace(job, stop=stop), pictures, registry, reporter, tracker, quality)
     except Exception as error:
         reporter.quietly("failed", message=str(error))
         if tracker is not None:
@@ -185,12 +189,16 @@ def _train(
     free_memory()
     total = job.config.max_steps
     report = None
+    job_id = job.request.job_id
     if quality is not None:
+        stop_if_asked(job.stop, job_id)
         reporter.state("saving", step=steps, total=total, message="scoring the new version")
         report = score_version(job, pictures, quality, losses, steps)
+    stop_if_asked(job.stop, job_id)
     reporter.state("saving", step=steps, total=total, message="rendering validation images")
     validation = render_validation(job)
     metadata = version_metadata(job, class_paths, steps, final_loss, tracker, report)
+    stop_if_asked(job.stop, job_id)
     version = registry.publish(job.request.subject, job.request.job_id, metadata)
     if tracker is not None:
         try:  # the version is live: nothing after this may turn the job into a failure
@@ -244,6 +252,7 @@ class _ClassRenderer:
         self.pipe = None
 
     def __call__(self, seeds: list[int]) -> list[Image.Image | None]:
+        stop_if_asked(self.job.stop, self.job.request.job_id)
         if self.pipe is None:
             self.pipe = load_pipeline(self.job.base_model, token=self.job.token)
         config = self.job.config
@@ -285,7 +294,10 @@ def fit(
             tracker.log_step(step, loss, trainer.lr)
         reporter.step(step, total, loss, trainer.lr, force=saved)
 
-    run_training(trainer, staging=job.staging, fingerprint=fingerprint, on_step=on_step)
+    run_training(
+        trainer, staging=job.staging, fingerprint=fingerprint, on_step=on_step, stop=job.stop,
+        job_id=job.request.job_id,
+    )
     reporter.state("saving", step=trainer.step, total=total, message="saving the LoRA weights")
     save_lora(trainer.models, job.staging, train_text_encoder=job.config.train_text_encoder)
     if candidates:

@@ -7,6 +7,7 @@ train identically.
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from gpu_service.client import TrainProgressCallback
 from gpu_service.engine.train_config import training_config
@@ -22,7 +23,7 @@ from gpu_service.settings import Settings
 
 def run_training_job(
     settings: Settings, request: TrainRequest, on_progress: TrainProgressCallback | None = None,
-    registry: ModelRegistry | None = None,
+    registry: ModelRegistry | None = None, stop: threading.Event | None = None,
 ) -> TrainResult:
     """Idempotent by job id: a finished job returns its version, finishing its activation if a crash cut it
     short; a crashed training resumes from its checkpoint.
@@ -30,6 +31,7 @@ def run_training_job(
     The images are checked by the intake rules again here (the bot already did, but the GPU side never
     trusts bytes it did not check) and normalised the same way whichever front end sent them. A job that
     already produced its version returns it before any image is fetched: its links may have expired.
+    Setting `stop` ends the training at its next step or stage with TrainingCancelled, publishing nothing.
     """
     registry = registry or ModelRegistry(settings.registry_dir)
     finished = registry.resume_job(request.subject, request.job_id)
@@ -51,7 +53,7 @@ def run_training_job(
         registry=registry, config=config,
         instance_prefix=settings.INSTANCE_PREFIX, instance_postfix=settings.INSTANCE_POSTFIX,
         class_cache_dir=settings.class_cache_dir, on_progress=on_progress, tracker=tracker,
-        token=token.get_secret_value() if token else None, quality=quality_settings(settings),
+        token=token.get_secret_value() if token else None, quality=quality_settings(settings), stop=stop,
     )
     rejected = tuple(f"{rejection.name}: {rejection.reason}" for rejection in intake.rejected)
     return result.model_copy(update={"rejected_images": result.rejected_images + rejected})

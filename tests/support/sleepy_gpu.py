@@ -52,6 +52,7 @@ class SleepyGpu:
         self.trained: list[TrainRequest] = []
         self.resumed: list[tuple[TrainRequest, str | None]] = []
         self.running = 0
+        self.cancelled: list[tuple[str, str | None]] = []  # (job id, call id) of each cancel_training
         self.max_running = 0
         self.versions: list[ModelVersion] = []
         self.lora_bytes = 1024  # the size of an exported LoRA file
@@ -84,6 +85,11 @@ class SleepyGpu:
         return await self._train(request, on_progress)
 
     async def list_versions(self, subject: str | None = None) -> list[ModelVersion]:
+    async def cancel_training(self, job_id: str, call_id: str | None) -> TrainResult | None:
+        """A sleeping training stops when its caller stops awaiting it: it never publishes afterwards."""
+        self.cancelled.append((job_id, call_id))
+        return None
+
         return [v for v in self.versions if subject is None or v.subject == subject]
 
     async def activate(self, subject: str, version: int) -> ModelVersion:
