@@ -1,5 +1,6 @@
 """What a click on a generation's or a gallery post's button does in Discord: check, ack, call
-commands/actions.py, render. Reroll and Variations are answered like /qwerty (bot.delivery).
+commands/actions.py, render. Reroll, Variations, an Edit form's submit and the "Vary this image" menu
+are answered like /qwerty (bot.delivery).
 
 Refusals (not the requester, a banned word, a withheld image) are raised before the ack, so the
 central handler answers them ephemerally; work after the ack edits the ack's message.
@@ -13,14 +14,14 @@ import logging
 
 import discord
 
-from bot import render
-from bot.components import gallery_view, picker_view
+from bot import custom_ids, render
+from bot.components import EditPrompt, gallery_view, picker_view
 from bot.context import request_context
 from bot.custom_ids import Action
 from bot.delivery import GenerationDelivery
 from bot.errors import NO_MENTIONS
 from bot.wiring import AppServices
-from commands.actions import StoredGeneration
+from commands.actions import GenerationGone, PromptParts, StoredGeneration
 from commands.community import Share, gallery_caption
 from commands.community.errors import CommunityError
 from commands.jobs import JobRecord
@@ -32,6 +33,11 @@ FETCH_TIMEOUT_S = 20.0
 
 def moderator(interaction: discord.Interaction) -> bool:
     return interaction.permissions.manage_messages
+
+
+def _component_ids(message: discord.Message) -> list[str]:
+    return [child.custom_id for row in message.components for child in getattr(row, "children", ())
+            if getattr(child, "custom_id", None)]
 
 
 def row_id_of(filename: str) -> str:
@@ -60,6 +66,24 @@ class ButtonDesk:
             return
         admission = self.actions.variations(stored, index, request_context(interaction))
         await self.delivery.deliver(interaction, admission, prepare=self._with_source_image)
+
+    async def vary_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """The "Vary this image" menu on a picture message of ours: like its Variations button."""
+        job_id = custom_ids.job_of(_component_ids(message)) if message.author.id == self.client.user.id else None
+        if job_id is None:
+            raise GenerationGone("I can only vary pictures I made: use this on a message with my 🎲 Reroll button.")
+        await self.variations(interaction, job_id, None)
+
+    # Edit
+
+    async def edit(self, interaction: discord.Interaction, job_id: str) -> None:
+        stored = await self.actions.load(job_id)
+        await interaction.response.send_modal(EditPrompt(job_id, stored.prompt_parts))
+
+    async def edited(self, interaction: discord.Interaction, job_id: str, parts: PromptParts) -> None:
+        stored = await self.actions.load(job_id)
+        admission = self.actions.edit(stored, parts, request_context(interaction))
+        await self.delivery.deliver(interaction, admission)
 
     async def _with_source_image(self, admission: Admission) -> Admission:
         return await self.actions.with_source_image(admission, self.fetch_image)
@@ -148,14 +172,10 @@ class ButtonDesk:
     # The gallery's buttons
 
     async def vote(self, interaction: discord.Interaction, share_id: str) -> None:
-        outcome = await self.actions.vote(str(interaction.guild_id or ""), share_id, str(interaction.user.id))
-        if outcome.counted:
-            await interaction.response.edit_message(view=gallery_view(share_id, outcome.total))
-        else:
-            await interaction.response.send_message(
-                f"You already voted for this image ({outcome.total} vote{'s' if outcome.total != 1 else ''}).",
-                ephemeral=True,
-            )
+        """⭐ toggles: the member's first click votes, the next takes it back; the label shows the count."""
+        guild_id, user_id = str(interaction.guild_id or ""), str(interaction.user.id)
+        outcome = await self.actions.toggle_vote(guild_id, share_id, user_id)
+        await interaction.response.edit_message(view=gallery_view(share_id, outcome.total))
 
     async def remove(self, interaction: discord.Interaction, share_id: str) -> None:
         guild_id, user_id = str(interaction.guild_id or ""), str(interaction.user.id)

@@ -5,11 +5,12 @@ index (bot/custom_ids.py); the bot registers the classes once (`add_dynamic_item
 click on any message, however old, is routed by its custom id alone and the state is read from the
 stores. No view is kept in memory per message.
 
-    a generation:   [🎲 Reroll] [🎨 Variations] [📌 Share] [🗑 Delete]
-    a gallery post: [⭐ 3] [Remove]  (Remove: moderators only, checked on click)
+    a generation:   [🎲 Reroll] [✏️ Edit] [🎨 Variations] [📌 Share] [🗑 Delete]
+    a gallery post: [⭐ 3] [Remove]  (⭐ again takes the vote back; Remove: moderators only, checked on click)
 
 With several images shown, Variations and Share answer with an ephemeral menu to pick one (same custom
-id, as a select menu whose values are image indexes). Errors raised by a click go through the one
+id, as a select menu whose values are image indexes). Edit opens a form (`EditPrompt`, a modal whose
+custom id names the job) prefilled from the job store; submitting it renders a new /qwerty. Errors raised by a click go through the one
 handler (bot.errors.answer_error): discord.py would only log them.
 """
 
@@ -26,8 +27,11 @@ from bot import custom_ids
 from bot.context import check_served
 from bot.custom_ids import Action
 from bot.errors import answer_error
+from commands.actions import PromptParts
+from gpu_service.schemas import MAX_TEXT
 
 Item = ui.Button | ui.Select
+EDIT_FORM_TIMEOUT_S = 30 * 60.0  # an open form is kept in memory this long; a restart forgets it
 
 
 class ButtonActions(Protocol):
@@ -36,6 +40,8 @@ class ButtonActions(Protocol):
     async def reroll(self, interaction: discord.Interaction, job_id: str) -> None: ...
     async def variations(self, interaction: discord.Interaction, job_id: str, index: int | None) -> None: ...
     async def share(self, interaction: discord.Interaction, job_id: str, index: int | None) -> None: ...
+    async def edit(self, interaction: discord.Interaction, job_id: str) -> None: ...
+    async def edited(self, interaction: discord.Interaction, job_id: str, parts: PromptParts) -> None: ...
     async def delete(self, interaction: discord.Interaction, job_id: str) -> None: ...
     async def vote(self, interaction: discord.Interaction, share_id: str) -> None: ...
     async def remove(self, interaction: discord.Interaction, share_id: str) -> None: ...
@@ -112,6 +118,43 @@ class Variations(_Dynamic, template=custom_ids.template(Action.VARIATIONS)):
         await desk_of(interaction).variations(interaction, self.target, index)
 
 
+class Edit(_Dynamic, template=custom_ids.template(Action.EDIT)):
+    @classmethod
+    def make(cls, target: str, index: int | None) -> Item:
+        return ui.Button(label="Edit", emoji="✏️", style=discord.ButtonStyle.secondary,
+                         custom_id=custom_ids.edit(target))
+
+    async def clicked(self, interaction: discord.Interaction) -> None:
+        await desk_of(interaction).edit(interaction, self.target)
+
+
+class EditPrompt(ui.Modal):
+    """The form Edit opens: the prompt's words, prefilled; submitting renders a new /qwerty."""
+
+    def __init__(self, job_id: str, parts: PromptParts) -> None:
+        super().__init__(title="Edit the prompt", custom_id=custom_ids.edit(job_id), timeout=EDIT_FORM_TIMEOUT_S)
+        self.job_id = job_id
+        self.prefix = _text_input("Words before the subject", parts.prompt_prefix, required=True)
+        self.postfix = _text_input("Words after the subject", parts.prompt_postfix)
+        self.negative = _text_input("What the pictures should not show", parts.negative_prompt,
+                                    style=discord.TextStyle.paragraph)
+        for field in (self.prefix, self.postfix, self.negative):
+            self.add_item(field)
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        return await check_served(interaction, getattr(interaction.client, "allowed_guilds", frozenset()))
+
+    async def on_submit(self, interaction: discord.Interaction, /) -> None:
+        parts = PromptParts(self.prefix.value, self.postfix.value, self.negative.value)
+        await guarded(interaction, desk_of(interaction).edited(interaction, self.job_id, parts))
+
+
+def _text_input(label: str, value: str, *, required: bool = False,
+                style: discord.TextStyle = discord.TextStyle.short) -> ui.TextInput:
+    return ui.TextInput(label=label, default=value[:MAX_TEXT] or None, required=required, max_length=MAX_TEXT,
+                        style=style)
+
+
 class Share(_Dynamic, template=custom_ids.template(Action.SHARE)):
     @classmethod
     def make(cls, target: str, index: int | None) -> Item:
@@ -151,7 +194,7 @@ class Remove(_Dynamic, template=custom_ids.template(Action.REMOVE)):
         await desk_of(interaction).remove(interaction, self.target)
 
 
-DYNAMIC_ITEMS = (Reroll, Variations, Share, Delete, Vote, Remove)
+DYNAMIC_ITEMS = (Reroll, Variations, Edit, Share, Delete, Vote, Remove)
 
 
 def vote_button(share_id: str, votes: int) -> ui.Button:
@@ -164,6 +207,7 @@ def generation_view(job_id: str, shown: Sequence[int]) -> ui.View:
     one, Variations and Share act on it at once; with several, they ask which; with none, they are left out."""
     view = ui.View(timeout=None)
     view.add_item(Reroll(job_id))
+    view.add_item(Edit(job_id))
     if shown:
         only = shown[0] if len(shown) == 1 else None
         view.add_item(Variations(job_id, only))

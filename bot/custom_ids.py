@@ -6,6 +6,7 @@ Format `sq:<action>:<target>[:<index>]`, at most 100 characters (Discord's limit
     sq:var:<job_id>[:<index>]   Variations button or select menu (select values are image indexes)
     sq:share:<job_id>[:<index>] Share button (without an index: the bot asks which image)
     sq:del:<job_id>             Delete button
+    sq:edit:<job_id>            Edit button, and the prompt form (modal) it opens
     sq:vote:<share_id>          star button on a gallery post
     sq:rm:<share_id>            moderator's Remove button on a gallery post
     sq:cancel:<job_id>          the requester's Cancel button on a request's progress message
@@ -18,6 +19,7 @@ stale or foreign component can be ignored rather than crash a handler.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -33,12 +35,14 @@ class Action(StrEnum):
     VARIATIONS = "var"
     SHARE = "share"
     DELETE = "del"
+    EDIT = "edit"
     VOTE = "vote"
     REMOVE = "rm"
     CANCEL = "cancel"
 
 
 _TAKES_INDEX = {Action.VARIATIONS, Action.SHARE}
+GENERATION_ACTIONS = frozenset({Action.REROLL, Action.VARIATIONS, Action.SHARE, Action.DELETE, Action.EDIT})
 _PATTERN = re.compile(
     rf"{PREFIX}:(?P<action>[a-z]+):(?P<target>{_TARGET})(?::(?P<index>{_INDEX}))?"
 )
@@ -99,6 +103,10 @@ def delete(job_id: str) -> str:
     return ComponentId(Action.DELETE, job_id).encode()
 
 
+def edit(job_id: str) -> str:
+    return ComponentId(Action.EDIT, job_id).encode()
+
+
 def vote(share_id: str) -> str:
     return ComponentId(Action.VOTE, share_id).encode()
 
@@ -109,6 +117,15 @@ def remove(share_id: str) -> str:
 
 def cancel(job_id: str) -> str:
     return ComponentId(Action.CANCEL, job_id).encode()
+
+
+def job_of(custom_ids: Iterable[str]) -> str | None:
+    """The generation a message's components act on (its Reroll, Variations... ids), or None."""
+    for custom_id in custom_ids:
+        decoded = decode(custom_id)
+        if decoded is not None and decoded.action in GENERATION_ACTIONS:
+            return decoded.target
+    return None
 
 
 def parse_index(value: str) -> int | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import types
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Union, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 from annotated_types import Ge, Le
 from pydantic import BaseModel
@@ -18,7 +18,8 @@ from pydantic import BaseModel
 from gpu_service.schemas import GenerateRequest, TrainRequest
 
 # In the order Discord shows them; each is a field of the request model.
-QWERTY_FIELDS = ("prompt_prefix", "prompt_postfix", "seed", "count", "negative_prompt", "steps", "guidance", "subject")
+QWERTY_FIELDS = ("prompt_prefix", "prompt_postfix", "seed", "count", "negative_prompt", "steps", "guidance", "subject",
+                 "aspect")
 TRAIN_FIELDS = ("subject", "instance_phrase", "class_phrase", "steps")
 IMAGE_OPTIONS = tuple(f"image{n}" for n in range(1, 9))
 
@@ -31,7 +32,8 @@ class OptionSpec:
     required: bool = False
     low: float | None = None
     high: float | None = None
-    metavar: str = ""  # how help shows the value; by default from the kind (TEXT, N, X)
+    metavar: str = ""  # how help shows the value; by default from the kind (TEXT, N, X) or the choices
+    choices: tuple[str, ...] = ()  # the only values accepted (Discord shows them as a list)
 
     def convert(self, text: str) -> Any:
         return self.kind(text)
@@ -46,16 +48,19 @@ def specs_of(model: type[BaseModel], names: Sequence[str], *, required: Sequence
         field = fields[name]
         bounds = {type(m): m for m in field.metadata}
         low, high = bounds.get(Ge), bounds.get(Le)
+        kind = _plain(field.annotation)
+        choices = get_args(kind) if get_origin(kind) is Literal else ()
         specs.append(OptionSpec(
-            name, _plain(field.annotation), field.description or name,
+            name, str if choices else kind, field.description or name,
             required=name in required,
             low=low.ge if low else None, high=high.le if high else None,
+            metavar="|".join(choices), choices=choices,
         ))
     return tuple(specs)
 
 
 def _plain(annotation: Any) -> type:
-    """`int | None` -> int."""
+    """`int | None` -> int; `Literal[...] | None` -> the Literal."""
     if get_origin(annotation) in (Union, types.UnionType):
         annotation = next(arg for arg in get_args(annotation) if arg is not type(None))
     return annotation

@@ -1,8 +1,9 @@
 """The slash commands as Discord shows them: names, descriptions, options, limits.
 
 The callbacks only turn options into the commands/ layer's option objects and hand them to the bot's
-handlers (`interaction.client.handlers`), so the same definitions serve the running bot and
-`python -m bot sync`, which needs no handlers at all. The option descriptions and bounds come from the
+handlers (`interaction.client.handlers`; the "Vary this image" message menu to its buttons desk, as the
+Variations button), so the same definitions serve the running bot and `python -m bot sync`, which needs
+no handlers at all. The option descriptions and bounds come from the
 request models (bot/options.py); tests/bot/test_shell_parse.py checks that these signatures match them.
 """
 
@@ -13,14 +14,17 @@ from typing import TYPE_CHECKING, Optional
 import discord
 from discord import app_commands
 
+from bot.help import answer_help
 from bot.options import QWERTY_OPTIONS, TRAIN_OPTIONS, descriptions
 from bot.slash_community import COMMUNITY_COMMANDS
 from commands.generate import GenerateOptions
 from commands.train import TrainOptions
-from gpu_service.schemas import MAX_IMAGES_PER_REQUEST, MAX_SEED, MAX_TEXT
+from gpu_service.schemas import MAX_IMAGES_PER_REQUEST, MAX_SEED, MAX_TEXT, Aspect
 
 if TYPE_CHECKING:
+    from bot.buttons import ButtonDesk
     from bot.handlers import Handlers
+    from bot.wiring import AppServices
 
 Text = app_commands.Range[str, 1, MAX_TEXT]
 Image = Optional[discord.Attachment]
@@ -43,10 +47,11 @@ async def qwerty(
     steps: app_commands.Range[int, 1, 100] | None = None,
     guidance: app_commands.Range[float, 0.0, 30.0] | None = None,
     subject: app_commands.Range[str, 1, 32] | None = None,
+    aspect: Aspect | None = None,
 ) -> None:
     options = GenerateOptions(
         prompt_prefix=prompt_prefix, prompt_postfix=prompt_postfix, seed=seed, count=count,
-        negative_prompt=negative_prompt, steps=steps, guidance=guidance, subject=subject,
+        negative_prompt=negative_prompt, steps=steps, guidance=guidance, subject=subject, aspect=aspect,
     )
     await handlers_of(interaction).qwerty(interaction, options)
 
@@ -78,9 +83,23 @@ async def subject_choices(interaction: discord.Interaction, current: str) -> lis
     return await handlers_of(interaction).subject_choices(interaction, current)
 
 
-COMMANDS = (qwerty, train, *COMMUNITY_COMMANDS)
+@app_commands.command(name="help", description="What each command does, this server's subjects, example prompts")
+@app_commands.guild_only()
+async def help_command(interaction: discord.Interaction) -> None:
+    app: AppServices = interaction.client.app  # type: ignore[attr-defined]  # set by QwertyBot
+    await answer_help(interaction, app.subjects, COMMANDS)
+
+
+async def vary_this_image(interaction: discord.Interaction, message: discord.Message) -> None:
+    desk: ButtonDesk = interaction.client.buttons  # type: ignore[attr-defined]  # set by QwertyBot
+    await desk.vary_message(interaction, message)
+
+
+VARY_MENU = app_commands.guild_only()(app_commands.ContextMenu(name="Vary this image", callback=vary_this_image))
+COMMANDS = (qwerty, train, *COMMUNITY_COMMANDS, help_command)
+MENUS = (VARY_MENU,)
 
 
 def add_commands(tree: app_commands.CommandTree) -> None:
-    for command in COMMANDS:
+    for command in (*COMMANDS, *MENUS):
         tree.add_command(command)

@@ -1,4 +1,4 @@
-"""The buttons on a generation, independent of Discord: Reroll, Variations, Share, Delete (and the
+"""The buttons on a generation, independent of Discord: Reroll, Variations, Edit, Share, Delete (and the
 gallery's Vote and Remove). The bot's buttons and the shell's `/reroll job:...` call the same methods.
 
 A click carries only a job id (and an image index): everything else comes from the job store, so a
@@ -35,11 +35,18 @@ ImageFetch = Callable[[JobRecord, str], Awaitable[bytes | None]]
 Post = Callable[[Share, bytes], Awaitable[tuple[str, str]]]
 Retract = Callable[[str, str], Awaitable[None]]
 _REPEATED = ("prompt_prefix", "prompt_postfix", "subject", "negative_prompt", "count", "steps", "guidance",
-             "width", "height")
+             "aspect", "width", "height")
 
 
 class GenerationGone(CommunityError):
     """The job a button names is unknown, unfinished, deleted, or not a generation."""
+
+
+@dataclass(frozen=True)
+class PromptParts:
+    prompt_prefix: str
+    prompt_postfix: str = ""
+    negative_prompt: str = ""
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,13 @@ class StoredGeneration:
             raise ImageWithheld()
         return self.row_ids[index]
 
+    @property
+    def prompt_parts(self) -> PromptParts:
+        """What Edit offers to change: the words around the subject and the negative prompt."""
+        request = self.record.request
+        return PromptParts(request.get("prompt_prefix", ""), request.get("prompt_postfix") or "",
+                           request.get("negative_prompt") or "")
+
     def options(self, **changes) -> GenerateOptions:
         """The same request with new seeds (and `changes`); the live version of the same subject."""
         request = self.record.request
@@ -134,6 +148,10 @@ class ActionService:
         """Image-to-image from image `index`, same prompt and subject, new seeds."""
         row_id = stored.row_id(index)
         return self.qwerty.admit(stored.options(strength=self.strength), context, source_row_id=row_id)
+
+    def edit(self, stored: StoredGeneration, parts: PromptParts, context: RequestContext) -> Admission:
+        """A new /qwerty with the edited words; everything else as asked before, new seeds, no start image."""
+        return self.qwerty.admit(stored.options(**vars(parts)), context)
 
     async def with_source_image(self, admission: Admission, fetch: ImageFetch | None = None) -> Admission:
         """After the ack: the start image of a Variations (or its reroll) put into the request."""
@@ -195,6 +213,14 @@ class ActionService:
 
     async def vote(self, guild_id: str, share_id: str, user_id: str) -> VoteOutcome:
         return await self.community.vote(guild_id, share_id, user_id)
+
+    async def toggle_vote(self, guild_id: str, share_id: str, user_id: str) -> VoteOutcome:
+        """A member's first ⭐ votes, the next takes the vote back (counted: whether they now vote)."""
+        outcome = await self.community.vote(guild_id, share_id, user_id)
+        if outcome.counted:
+            return outcome
+        taken_back = await self.community.unvote(guild_id, share_id, user_id)
+        return VoteOutcome(False, taken_back.total)
 
     async def remove(self, guild_id: str, share_id: str, user_id: str, *, moderator: bool) -> Share:
         """A moderator takes a gallery post down (out of /top too); the front end deletes the message."""

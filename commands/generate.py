@@ -24,6 +24,7 @@ class GenerateOptions:
     count: int = 1
     steps: int | None = None
     guidance: float | None = None
+    aspect: str | None = None
     width: int | None = None
     height: int | None = None
     init_image: bytes | None = field(default=None, repr=False)

@@ -83,6 +83,8 @@ def _other_sentence(problem: dict[str, Any], field: str, kind: str) -> str:
         return f"{field} must be text."
     if kind == "bool_parsing" or kind == "bool_type":
         return f"{field} must be true or false."
+    if kind == "literal_error":
+        return f"{field} must be {problem['ctx']['expected']}."
     if kind == "value_error":
         message = str(problem["msg"]).removeprefix("Value error, ")
         message = message if len(message) <= _VALUE_ERROR_SHOWN else message[: _VALUE_ERROR_SHOWN - 1] + "…"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gpu_service.settings import SUBJECT_PATTERN
 from gpu_service.subjects import subject_name, subject_owner
@@ -15,6 +15,8 @@ MAX_IMAGES_PER_REQUEST = 4
 MAX_SEED = 2**32 - 1
 MAX_TEXT = 1000
 MAX_INIT_IMAGE_BYTES = 20 * 1024 * 1024
+# Picture shapes a member picks by name; the engine turns one into a size from the model's native one.
+Aspect = Literal["square", "portrait", "landscape", "wide"]
 
 
 class _Frozen(BaseModel):
@@ -46,6 +48,9 @@ class GenerateRequest(_Frozen):
     count: int = Field(1, ge=1, le=MAX_IMAGES_PER_REQUEST, description=f"How many pictures (1-{MAX_IMAGES_PER_REQUEST})")
     steps: int = Field(25, ge=1, le=100, description="Denoising steps (1-100): more is slower and finer")
     guidance: float = Field(7.5, ge=0.0, le=30.0, description="How closely to follow the prompt (0-30)")
+    aspect: Aspect | None = Field(
+        None, description="Picture shape: square, portrait (2:3), landscape (3:2) or wide (16:9)"
+    )
     width: int | None = Field(None, ge=64, le=MAX_SIDE)
     height: int | None = Field(None, ge=64, le=MAX_SIDE)
     # Image-to-image ("Variations"): a PNG to start from and how far to move away from it.
@@ -56,6 +61,12 @@ class GenerateRequest(_Frozen):
     @classmethod
     def _sides_multiple_of_8(cls, value: int | None, info) -> int | None:
         return _multiple_of_8(info.field_name, value)
+
+    @model_validator(mode="after")
+    def _one_way_to_size(self) -> GenerateRequest:
+        if self.aspect is not None and (self.width is not None or self.height is not None):
+            raise ValueError("give either aspect or width/height, not both")
+        return self
 
 
 class GeneratedImage(_Frozen):

@@ -15,12 +15,12 @@ from tests.support.sleepy_gpu import SleepyGpu
 async def test_every_generation_carries_its_buttons_with_the_job_id(bot, stub):
     one = await qwerty(stub, {"prompt_prefix": "a", "seed": 3})
     job = job_of(one)
-    assert custom_ids(one.message["components"]) == [f"sq:reroll:{job}", f"sq:var:{job}:0", f"sq:share:{job}:0",
-                                                      f"sq:del:{job}"]
+    assert custom_ids(one.message["components"]) == [f"sq:reroll:{job}", f"sq:edit:{job}", f"sq:var:{job}:0",
+                                                      f"sq:share:{job}:0", f"sq:del:{job}"]
     two = await qwerty(stub, {"prompt_prefix": "a", "count": 2})
     job = job_of(two)  # with several images, Variations and Share ask which
-    assert custom_ids(two.message["components"]) == [f"sq:reroll:{job}", f"sq:var:{job}", f"sq:share:{job}",
-                                                      f"sq:del:{job}"]
+    assert custom_ids(two.message["components"]) == [f"sq:reroll:{job}", f"sq:edit:{job}", f"sq:var:{job}",
+                                                      f"sq:share:{job}", f"sq:del:{job}"]
 
 
 async def test_reroll_gives_the_same_prompt_with_new_seeds_for_whoever_clicks(bot, stub, gpu):

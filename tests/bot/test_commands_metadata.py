@@ -17,14 +17,21 @@ from tests.support.sleepy_gpu import SleepyGpu
 
 NAME = re.compile(r"^[-_a-z0-9]{1,32}$")  # Discord's rule, lower case only for slash commands
 ALL = {"qwerty", "train", "gallery", "top", "banned", "spoiler", "settings", "models", "rollback", "export",
-       "status"}
+       "status", "help"}
+MENUS = {"Vary this image"}  # message context menus: any case and spaces, no description
+MESSAGE_MENU = 3
 ADMIN_ONLY = {"train", "gallery", "banned", "spoiler", "settings", "models", "rollback", "export", "status"}
 
 
-def payloads() -> list[dict]:
+def every_payload() -> list[dict]:
     tree = app_commands.CommandTree(discord.Client(intents=intents()))
     add_commands(tree)
     return [command.to_dict(tree) for command in tree.get_commands()]
+
+
+def payloads() -> list[dict]:
+    """The slash commands."""
+    return [payload for payload in every_payload() if payload["type"] == 1]
 
 
 def described(payload: dict):
@@ -47,11 +54,19 @@ def test_names_descriptions_and_option_counts_fit_discords_limits(payload):
     assert required == sorted(required, reverse=True)  # Discord wants required options first
 
 
+def test_the_message_menu_fits_discords_limits_and_works_in_servers_only():
+    [menu] = [payload for payload in every_payload() if payload["type"] != 1]
+    assert menu["type"] == MESSAGE_MENU and {menu["name"]} == MENUS and 1 <= len(menu["name"]) <= 32
+    assert menu["contexts"] == [0] and menu.get("default_member_permissions") is None
+
+
 def test_the_issues_options_are_offered():
     by_name = {p["name"]: p for p in payloads()}
     qwerty = {o["name"]: o for o in by_name["qwerty"]["options"]}
     assert list(qwerty) == ["prompt_prefix", "prompt_postfix", "seed", "count", "negative_prompt", "steps",
-                            "guidance", "subject"]
+                            "guidance", "subject", "aspect"]
+    assert [c["value"] for c in qwerty["aspect"]["choices"]] == ["square", "portrait", "landscape", "wide"]
+    assert not qwerty["aspect"]["required"] and by_name["help"].get("options", []) == []
     assert qwerty["prompt_prefix"]["required"] and (qwerty["count"]["min_value"], qwerty["count"]["max_value"]) == (1, 4)
     assert qwerty["subject"]["autocomplete"]
     train = {o["name"]: o for o in by_name["train"]["options"]}
@@ -91,7 +106,7 @@ async def test_with_a_dev_guild_the_bot_syncs_there_only_and_its_commands_work(s
     settings = bot_settings(tmp_path / "data", DISCORD_GUILD_ID=stub.guild_id)
     async with running_bot(stub, settings, SleepyGpu()):
         [sync] = stub.command_syncs
-        assert sync.guild_id == stub.guild_id and {c["name"] for c in sync.commands} == ALL
+        assert sync.guild_id == stub.guild_id and {c["name"] for c in sync.commands} == ALL | MENUS
         interaction = await stub.slash_command("qwerty", {"prompt_prefix": "a"})
         assert "guild_id" in interaction.payload["data"]
         await interaction.responses.wait_for(lambda s: s.kind == "followup", timeout=10)
@@ -102,7 +117,7 @@ async def test_python_m_bot_sync_overwrites_the_commands_once(stub, tmp_path, gu
     settings = bot_settings(tmp_path / "data", DISCORD_GUILD_ID=stub.guild_id if guild else None)
     with discord_py_pointed_at(stub):
         names = await sync_commands(settings)
-    assert sorted(names) == sorted(ALL)
+    assert sorted(names) == sorted(ALL | MENUS)
     [sync] = stub.command_syncs
     assert sync.guild_id == (stub.guild_id if guild else None)
     assert not any(r.path.startswith("/gateway") for r in stub.requests)  # REST only

@@ -23,6 +23,7 @@ LONGEST = "J" * 64
         (custom_ids.share(JOB, 0), ComponentId(Action.SHARE, JOB, 0)),
         (custom_ids.share(JOB), ComponentId(Action.SHARE, JOB)),
         (custom_ids.delete(JOB), ComponentId(Action.DELETE, JOB)),
+        (custom_ids.edit(JOB), ComponentId(Action.EDIT, JOB)),
         (custom_ids.vote("s1"), ComponentId(Action.VOTE, "s1")),
         (custom_ids.remove("s1"), ComponentId(Action.REMOVE, "s1")),
         (custom_ids.share(LONGEST, 99), ComponentId(Action.SHARE, LONGEST, 99)),
@@ -32,6 +33,11 @@ def test_custom_ids_round_trip_within_discords_limit(encoded, meaning):
     assert decode(encoded) == meaning and meaning.encode() == encoded
     assert len(encoded) <= custom_ids.MAX_LENGTH
     assert re.fullmatch(template(meaning.action), encoded)
+
+
+def test_a_messages_generation_is_read_from_its_components_and_only_from_ours():
+    assert custom_ids.job_of(["other:thing", custom_ids.vote("s1"), custom_ids.edit(JOB)]) == JOB
+    assert custom_ids.job_of([custom_ids.vote("s1"), custom_ids.remove("s1"), "sq:reroll:bad id"]) is None
 
 
 def test_the_format_is_stable():

@@ -74,18 +74,22 @@ async def test_without_a_gallery_channel_share_says_so(stub, gpu, tmp_path):
         assert ack.ephemeral and "/gallery" in ack.content
 
 
-async def test_a_star_counts_once_per_member_and_the_label_shows_the_count(bot, stub, gallery_id):
+async def test_a_star_toggles_each_members_vote_and_the_label_shows_the_count(bot, stub, gallery_id):
     answer = await qwerty(stub, {"prompt_prefix": "a"})
     await share(stub, answer)
     post = (await stub.messages.wait_for(lambda s: s.channel_id == gallery_id, timeout=5)).message_id
     [vote] = [c for c in buttons(stub, post) if c.startswith("sq:vote:")]
+    share_id = vote.split(":")[2]
     first = await (await click(stub, post, vote, user_id=1)).wait_ack()
     assert first.callback_type == UPDATE and buttons(stub, post)[vote]["label"] == "1"
-    double = await (await click(stub, post, vote, user_id=1)).wait_ack()
-    assert double.ephemeral and "already voted" in double.content
     await (await click(stub, post, vote, user_id=2)).wait_ack()
     assert buttons(stub, post)[vote]["label"] == "2"
-    assert await bot.app.community.votes(stub.guild_id, vote.split(":")[2]) == 2
+    again = await (await click(stub, post, vote, user_id=1)).wait_ack()  # the same member: vote taken back
+    assert again.callback_type == UPDATE and buttons(stub, post)[vote]["label"] == "1"
+    assert await bot.app.community.votes(stub.guild_id, share_id) == 1
+    await (await click(stub, post, vote, user_id=1)).wait_ack()  # and given again
+    assert buttons(stub, post)[vote]["label"] == "2"
+    assert await bot.app.community.votes(stub.guild_id, share_id) == 2
 
 
 class Clock:
@@ -181,8 +185,8 @@ async def test_a_withheld_image_is_never_posted_and_the_member_is_told(stub, gal
         assert len(answer.files) == 1 and "1 image(s) withheld" in answer.content
         job = job_of(answer)
         # Only the shown image can be picked: the buttons act on it directly.
-        assert custom_ids(answer.message["components"]) == [f"sq:reroll:{job}", f"sq:var:{job}:0",
-                                                            f"sq:share:{job}:0", f"sq:del:{job}"]
+        assert custom_ids(answer.message["components"]) == [f"sq:reroll:{job}", f"sq:edit:{job}",
+                                                            f"sq:var:{job}:0", f"sq:share:{job}:0", f"sq:del:{job}"]
         clicked, _ = await share(stub, answer)
         await clicked.responses.wait_for(lambda s: s.kind == "edit", timeout=5)
         [post] = gallery_posts(stub, gallery_id)
@@ -192,7 +196,7 @@ async def test_a_withheld_image_is_never_posted_and_the_member_is_told(stub, gal
         answer = await qwerty(stub, {"prompt_prefix": "a", "count": 2})
         assert answer.files == () and "2 image(s) withheld" in answer.content
         job = job_of(answer)
-        assert custom_ids(answer.message["components"]) == [f"sq:reroll:{job}", f"sq:del:{job}"]
+        assert custom_ids(answer.message["components"]) == [f"sq:reroll:{job}", f"sq:edit:{job}", f"sq:del:{job}"]
 
 
 async def test_with_spoilers_on_pictures_and_gallery_posts_are_spoilers(bot, stub, gallery_id):
@@ -220,12 +224,14 @@ async def test_shares_votes_and_deletions_are_logged_against_the_row_id(stub, ga
         post = gallery_posts(stub, gallery_id)[0].message_id
         vote = next(c for c in buttons(stub, post) if c.startswith("sq:vote:"))
         await (await click(stub, post, vote, user_id=77)).wait_ack()
+        await (await click(stub, post, vote, user_id=77)).wait_ack()  # a second ⭐ takes it back
         await (await click(stub, answer.message_id, f"sq:del:{job_of(answer)}", user_id=MEMBER_ID)).wait_ack()
         await stub.messages.wait_for(lambda s: s.kind == "delete", timeout=5)
     [run] = read_offline_runs(settings.wandb_dir)
     row_id = f"{job_of(answer)}-0"
     events = [(e["event"], e["row_id"], e["user_id"]) for e in run.table_rows(EVENTS_KEY)]
-    assert events == [("share", row_id, str(MEMBER_ID)), ("vote", row_id, "77"), ("delete", row_id, str(MEMBER_ID))]
+    assert events == [("share", row_id, str(MEMBER_ID)), ("vote", row_id, "77"), ("unvote", row_id, "77"),
+                      ("delete", row_id, str(MEMBER_ID))]
     assert any(row["row_id"] == row_id for row in run.table_rows("generations"))
 
 

@@ -15,6 +15,7 @@ from PIL import Image
 
 from gpu_service.client import ProgressCallback, TrainProgressCallback
 from gpu_service.errors import SubjectNotFound
+from gpu_service.sizes import aspect_size
 from gpu_service.schemas import (
     GeneratedImage,
     GenerateRequest,
@@ -28,10 +29,10 @@ from gpu_service.schemas import (
 )
 
 
-def tiny_png(seed: int, size: int = 16) -> bytes:
+def tiny_png(seed: int, size: int = 16, height: int | None = None) -> bytes:
     color = (seed * 37 % 256, seed * 91 % 256, seed * 53 % 256)
     buffer = io.BytesIO()
-    Image.new("RGB", (size, size), color).save(buffer, format="PNG")
+    Image.new("RGB", (size, height or size), color).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -124,15 +125,22 @@ class SleepyGpu:
         phrase = live.instance_phrase if live else self.phrase
         prompt = " ".join(p for p in (request.prompt_prefix, phrase, request.prompt_postfix) if p)
         first = request.seed if request.seed is not None else 1000 + len(self.generated)
+        width, height = self.size_of(request)
         images = tuple(
-            GeneratedImage(index=i, seed=first + i, png=tiny_png(first + i, self.image_size))
+            GeneratedImage(index=i, seed=first + i, png=tiny_png(first + i, width, height))
             for i in range(request.count)
         )
         return GenerateResult(
             prompt=prompt, negative_prompt=request.negative_prompt, images=images, model="sleepy",
             subject=request.subject, version=live.version if live else None, base_fallback=live is None,
-            steps=request.steps, guidance=request.guidance, width=self.image_size, height=self.image_size,
+            steps=request.steps, guidance=request.guidance, width=width, height=height,
         )
+
+    def size_of(self, request: GenerateRequest) -> tuple[int, int]:
+        """As the engine sizes a request, with `image_size` as the model's native side."""
+        if request.aspect is not None:
+            return aspect_size(self.image_size, request.aspect)
+        return request.width or self.image_size, request.height or self.image_size
 
     async def _train(self, request: TrainRequest, on_progress: TrainProgressCallback | None) -> TrainResult:
         report = on_progress or (lambda progress: None)

@@ -27,6 +27,8 @@ ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
 MAX_UPLOAD = 64 * 1024 * 1024  # aiohttp's default 1 MiB request limit would refuse real image uploads
 
 Options = Mapping[str, Any] | Sequence[Mapping[str, Any]]
+MODAL, TEXT_INPUT = 9, 4  # the callback that opens a modal; a text input inside one
+MESSAGE_COMMAND = 3  # an application command run from a message's context menu
 
 
 class DiscordStub:
@@ -253,6 +255,64 @@ class DiscordStub:
             data["values"] = list(values)
         who = self._invoker(user_id, roles, permissions, None, message["channel_id"], locale)
         return await self._dispatch(3, data, who, message=message)
+
+    async def message_command(
+        self,
+        name: str,
+        message_id: str | int,
+        *,
+        user_id: str | int | None = None,
+        roles: Iterable[str | int] = (),
+        permissions: int = 0,
+        locale: str = "en-US",
+    ) -> Interaction:
+        """Use the message context menu `name` (Apps › name) on a message the bot posted: an application
+        command of type 3 whose data names the message (`target_id`) and carries it in resolved.messages."""
+        message = self._state.stored.get(str(message_id))
+        if message is None:
+            raise KeyError(f"the bot posted no message {message_id} (or deleted it)")
+        command = self._state.find_command(name, self.guild_id) or {}
+        data: dict[str, Any] = {
+            "id": command.get("id") or self._state.ids.next(), "name": name, "type": MESSAGE_COMMAND,
+            "target_id": message["id"], "resolved": {"messages": {message["id"]: message}},
+        }
+        if "guild_id" in command:
+            data["guild_id"] = command["guild_id"]
+        who = self._invoker(user_id, roles, permissions, None, message["channel_id"], locale)
+        return await self._dispatch(2, data, who)
+
+    async def submit_modal(
+        self,
+        opened: Interaction,
+        values: Mapping[str, str] = {},
+        *,
+        user_id: str | int | None = None,
+        locale: str = "en-US",
+    ) -> Interaction:
+        """Submit the form (modal) the bot opened in answer to `opened` (a type 9 callback): each text
+        input keeps its prefilled value unless `values` (custom_id -> text) changes it. Dispatched as a
+        modal submit (type 5) by the member who opened it, unless `user_id` says otherwise."""
+        callback = next((s for s in opened.responses if s.callback_type == MODAL), None)
+        if callback is None:
+            raise ValueError(f"{opened!r} opened no modal")
+        modal = callback.data
+        unknown = set(values) - set(_custom_ids(modal["components"]))
+        if unknown:
+            raise ValueError(f"the modal has no input {sorted(unknown)}")
+        rows = [
+            {"type": 1, "components": [
+                {"type": TEXT_INPUT, "custom_id": field["custom_id"],
+                 "value": values.get(field["custom_id"], field.get("value") or "")}
+                for field in row["components"]
+            ]}
+            for row in modal["components"]
+        ]
+        data = {"custom_id": modal["custom_id"], "components": rows}
+        original = opened.payload
+        who = self._invoker(user_id or original["member"]["user"]["id"], (), int(original["member"]["permissions"]),
+                            original["guild_id"], original["channel_id"], locale)
+        message = self._state.stored.get(opened.original_message_id or "") if "message" in original else None
+        return await self._dispatch(5, data, who, message=message)
 
     def _command_data(self, name: str, options: Options, guild_id: str | int | None) -> dict[str, Any]:
         command = self._state.find_command(name, str(guild_id or self.guild_id)) or {}
