@@ -52,8 +52,8 @@ class SleepyGpu:
         self.generated: list[GenerateRequest] = []
         self.trained: list[TrainRequest] = []
         self.resumed: list[tuple[TrainRequest, str | None]] = []
-        self.running = 0
         self.cancelled: list[tuple[str, str | None]] = []  # (job id, call id) of each cancel_training
+        self.running = 0
         self.max_running = 0
         self.versions: list[ModelVersion] = []
         self.lora_bytes = 1024  # the size of an exported LoRA file
@@ -85,12 +85,12 @@ class SleepyGpu:
         self.resumed.append((request, call_id))
         return await self._train(request, on_progress)
 
-    async def list_versions(self, subject: str | None = None) -> list[ModelVersion]:
     async def cancel_training(self, job_id: str, call_id: str | None) -> TrainResult | None:
         """A sleeping training stops when its caller stops awaiting it: it never publishes afterwards."""
         self.cancelled.append((job_id, call_id))
         return None
 
+    async def list_versions(self, subject: str | None = None) -> list[ModelVersion]:
         return [v for v in self.versions if subject is None or v.subject == subject]
 
     async def activate(self, subject: str, version: int) -> ModelVersion:
