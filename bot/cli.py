@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TextIO
 
 from bot.options import QWERTY_OPTIONS
+from bot.progress_bar import GenerationBar
 from bot.settings import BotSettings
 from bot.wiring import make_app_services
 from commands.context import RequestContext
@@ -36,11 +38,13 @@ def add_inference_arguments(parser: argparse.ArgumentParser, settings: BotSettin
         )
 
 
-async def run_inference(args: argparse.Namespace, settings: BotSettings) -> int:
+async def run_inference(args: argparse.Namespace, settings: BotSettings, progress_out: TextIO | None = None) -> int:
+    """`progress_out`: where the progress bar draws (standard error when None; only on a terminal)."""
     app = make_app_services(settings)
     given = {spec.name: getattr(args, spec.name) for spec in QWERTY_OPTIONS}
     try:
-        generation = await app.qwerty.generate(GenerateOptions(**given), RequestContext(front_end="cli"))
+        with GenerationBar(progress_out) as bar:
+            generation = await app.qwerty.generate(GenerateOptions(**given), RequestContext(front_end="cli"), bar)
     except Exception as error:
         return fail(error, "inference")
     finally:

@@ -43,13 +43,15 @@ PROMPT = "qwerty> "
 
 
 class Shell:
-    def __init__(self, app: AppServices, settings: BotSettings, out: TextIO) -> None:
+    def __init__(
+        self, app: AppServices, settings: BotSettings, out: TextIO, progress_out: TextIO | None = None
+    ) -> None:
         self.app = app
         self.settings = settings
         self.out = out
         self.context = RequestContext(front_end="shell", user_id=_user(), user_name=_user())
         self.failures = 0
-        self.delivery = ShellDelivery(app.qwerty, settings.OUTPUTS_DIR, self.say)
+        self.delivery = ShellDelivery(app.qwerty, settings.OUTPUTS_DIR, self.say, progress_out)
         self.actions = ShellActions(app, self.context, settings.OUTPUTS_DIR, self.delivery, self.say)
 
     def say(self, text: str) -> None:
@@ -127,12 +129,14 @@ class Shell:
 
 
 async def run_shell(
-    settings: BotSettings, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout, gpu: GpuClient | None = None
+    settings: BotSettings, *, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout, gpu: GpuClient | None = None,
+    progress_out: TextIO | None = None,
 ) -> int:
+    """`progress_out`: where a /qwerty's progress bar draws (standard error when None; only on a terminal)."""
     # Built on first use: `help` or a typo answers at once, without loading the engine.
     gpu = gpu or LazyGpuClient(functools.partial(make_gpu_client, settings), backend=settings.GPU_BACKEND)
     app = make_app_services(settings, gpu)
-    shell = Shell(app, settings, stdout)
+    shell = Shell(app, settings, stdout, progress_out)
     interactive = stdin.isatty()
     try:
         await shell.recover()

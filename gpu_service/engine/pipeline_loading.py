@@ -8,6 +8,7 @@ import threading
 import torch
 from diffusers import DiffusionPipeline, DPMSolverMultistepScheduler
 from diffusers.utils import logging as diffusers_logging
+from huggingface_hub import utils as hub_utils
 from transformers.utils import logging as transformers_logging
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,9 @@ def load_pipeline(base_model: str, *, token: str | None = None, device: str | No
     """
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
+    # Transformers switches the hub's bars off with its own; the first load's download (gigabytes, minutes)
+    # should show its progress in the terminal. HF_HUB_DISABLE_PROGRESS_BARS=1 still turns them off.
+    hub_utils.enable_progress_bars()
     # A UNet-only LoRA makes diffusers warn, on every load, that the text encoder got no LoRA keys.
     diffusers_logging.set_verbosity_error()
     chosen_device, dtype = pick_device() if device is None else (device, torch.float32)
