@@ -10,8 +10,10 @@ stores. No view is kept in memory per message.
 
 With several images shown, Variations and Share answer with an ephemeral menu to pick one (same custom
 id, as a select menu whose values are image indexes). Edit opens a form (`EditPrompt`, a modal whose
-custom id names the job) prefilled from the job store; submitting it renders a new /qwerty. Errors raised by a click go through the one
-handler (bot.errors.answer_error): discord.py would only log them.
+custom id names the job) prefilled from the job store; submitting it renders a new /qwerty. An open form
+lives in memory only (discord.py keeps modals there), so one left open across a restart is forgotten.
+Errors raised by a click or a submit go through the one handler (bot.errors.answer_error): discord.py
+would only log them.
 """
 
 from __future__ import annotations

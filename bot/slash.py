@@ -1,9 +1,9 @@
 """The slash commands as Discord shows them: names, descriptions, options, limits.
 
 The callbacks only turn options into the commands/ layer's option objects and hand them to the bot's
-handlers (`interaction.client.handlers`; the "Vary this image" message menu to its buttons desk, as the
-Variations button), so the same definitions serve the running bot and `python -m bot sync`, which needs
-no handlers at all. The option descriptions and bounds come from the
+handlers (`interaction.client.handlers`; the "Vary this image" message menu to its buttons desk, like
+the Variations button; /help to bot.help), so the same definitions serve the running bot and
+`python -m bot sync`, which needs no handlers at all. The option descriptions and bounds come from the
 request models (bot/options.py); tests/bot/test_shell_parse.py checks that these signatures match them.
 """
 
