@@ -45,6 +45,15 @@ def row_id_of(filename: str) -> str:
     return filename.removeprefix("SPOILER_").rsplit(".", 1)[0]
 
 
+def _shared_image(message: discord.Message) -> tuple[str, int] | None:
+    """The (job id, image index) of a gallery post's image, read from its attachment's name."""
+    for attachment in message.attachments:
+        job_id, _, index = row_id_of(attachment.filename).rpartition("-")
+        if job_id and index.isdigit():
+            return job_id, int(index)
+    return None
+
+
 class ButtonDesk:
     def __init__(self, app: AppServices, delivery: GenerationDelivery, client: discord.Client) -> None:
         self.app = app
@@ -68,11 +77,17 @@ class ButtonDesk:
         await self.delivery.deliver(interaction, admission, prepare=self._with_source_image)
 
     async def vary_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
-        """The "Vary this image" menu on a picture message of ours: like its Variations button."""
-        job_id = custom_ids.job_of(_component_ids(message)) if message.author.id == self.client.user.id else None
-        if job_id is None:
-            raise GenerationGone("I can only vary pictures I made: use this on a message with my 🎲 Reroll button.")
-        await self.variations(interaction, job_id, None)
+        """The "Vary this image" menu on a picture message of ours: like its Variations button. On a
+        gallery post, the shared image (its attachment is named after its row id, `<job>-<index>`)."""
+        ours = self.client.user is not None and message.author.id == self.client.user.id
+        job_id = custom_ids.job_of(_component_ids(message)) if ours else None
+        if job_id is not None:
+            await self.variations(interaction, job_id, None)
+            return
+        shared = _shared_image(message) if ours else None
+        if shared is None:
+            raise GenerationGone("I can only vary pictures I made: use this on a message with my pictures.")
+        await self.variations(interaction, *shared)
 
     # Edit
 

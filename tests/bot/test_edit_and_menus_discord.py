@@ -82,6 +82,24 @@ async def test_vary_this_image_works_on_an_old_message_after_a_restart(stub, tmp
         assert gpu.generated[-1].init_image == two.files[1].data and len(answer.files) == 2
 
 
+async def test_vary_this_image_on_a_gallery_post_varies_the_shared_image(stub, tmp_path):
+    from tests.bot.test_gallery_discord import gallery_posts, set_gallery
+
+    gallery_id = stub.add_text_channel("gallery")
+    gpu = SleepyGpu()
+    async with running_bot(stub, bot_settings(tmp_path / "data"), gpu):
+        await set_gallery(stub, gallery_id)
+        answer = await qwerty(stub, {"prompt_prefix": "a", "seed": 9, "count": 2})
+        menu = await (await click(stub, answer.message_id, f"sq:share:{job_of(answer)}")).wait_ack()
+        picked = await click(stub, menu.message_id, f"sq:share:{job_of(answer)}", component_type=SELECT,
+                             values=["1"])
+        await picked.responses.wait_for(lambda s: s.kind == "edit", timeout=5)
+        [post] = gallery_posts(stub, gallery_id)
+        varied = await stub.message_command(VARY, post.message_id)
+        await varied.responses.wait_for(is_answer, timeout=10)
+        assert gpu.generated[-1].init_image == answer.files[1].data
+
+
 async def test_vary_this_image_on_a_message_without_pictures_says_what_it_is_for(bot, stub, gpu):
     helped = await stub.slash_command("help", {})
     text = await helped.wait_ack()
