@@ -79,8 +79,8 @@ class LocalGpuClient:
             raise GpuBusy(GPU_BUSY_TRAINING)
         self._training_runs = True
         try:
-            # The pipeline first: loading it on one thread while the training loads its models on another
-            # fails (the libraries' loaders switch process-wide state to build models on the meta device).
+            # The pipeline first, so the first generations need not wait behind the training's own loads
+            # (every load of the engine takes one process-wide lock: see pipeline_loading.MODEL_LOADING).
             await self.start()
         except BaseException:
             self._training_ended(lease)
