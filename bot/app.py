@@ -5,7 +5,8 @@
         await bot.start(token)
 
 Commands are synced at start only to DISCORD_GUILD_ID (development); globally only by
-`python -m bot sync` (Discord allows 200 command creates a day per guild).
+`python -m bot sync` (Discord allows 200 command creates a day per guild). At start the bot logs its
+invite link, and warns when no command is registered anywhere (members would see none).
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ from commands.recovery import interrupted_text, recover
 
 log = logging.getLogger(__name__)
 PRUNE_INTERVAL_S = 6 * 3600.0  # kept images older than IMAGE_RETENTION_DAYS go at start, then this often
+# What the bot does in a channel: answer, post images, show embeds, fetch an image back from its message.
+INVITE_PERMISSIONS = discord.Permissions(
+    send_messages=True, attach_files=True, embed_links=True, read_message_history=True
+)
+NOT_REGISTERED = ("no slash commands are registered with Discord, so members see none: run `make sync` "
+                  "(`python -m bot sync`) once, and again whenever the commands change")
 
 
 def intents() -> discord.Intents:
@@ -85,6 +92,7 @@ class QwertyBot(discord.Client):
         if self.settings.DISCORD_GUILD_ID:
             await sync_to(self.tree, self.settings.DISCORD_GUILD_ID)
         self.tasks.spawn(self.recover(), name="recover-jobs")
+        self.tasks.spawn(self.first_run_guidance(), name="first-run-guidance")
         if self.settings.IMAGE_RETENTION_DAYS:
             max_age_s = self.settings.IMAGE_RETENTION_DAYS * 86400
             self.tasks.spawn(self._prune_images(max_age_s), name="prune-images")
@@ -94,6 +102,20 @@ class QwertyBot(discord.Client):
     async def on_ready(self) -> None:
         log.info("ready: logged in as %s (%s) in %d guild(s)", self.user, self.user.id if self.user else "?",
                  len(self.guilds))
+
+    async def first_run_guidance(self) -> None:
+        """The invite link, and a warning with the fix when Discord knows none of our commands."""
+        if self.application_id is not None:
+            log.info("invite the bot to a server with %s", invite_url(self.application_id))
+        try:
+            registered = await registered_commands(self.tree, self.settings.DISCORD_GUILD_ID)
+        except discord.HTTPException:
+            log.warning("could not ask Discord which commands are registered", exc_info=True)
+            return
+        if registered:
+            log.info("%d command(s) registered with Discord", registered)
+        else:
+            log.warning(NOT_REGISTERED)
 
     async def recover(self) -> None:
         """Jobs the last run left unfinished: trainings resumed, generations reported in their channel."""
@@ -133,6 +155,20 @@ class QwertyBot(discord.Client):
     async def close(self) -> None:
         await self.tasks.close()
         await super().close()
+
+
+def invite_url(application_id: int) -> str:
+    return discord.utils.oauth_url(
+        application_id, permissions=INVITE_PERMISSIONS, scopes=("bot", "applications.commands")
+    )
+
+
+async def registered_commands(tree: app_commands.CommandTree, guild_id: int | None) -> int:
+    """How many commands Discord has for us: global ones, and the development guild's when it is set."""
+    count = len(await tree.fetch_commands())
+    if guild_id:
+        count += len(await tree.fetch_commands(guild=discord.Object(guild_id)))
+    return count
 
 
 async def sync_to(tree: app_commands.CommandTree, guild_id: int | None) -> list[app_commands.AppCommand]:
