@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpu_service.registry import METADATA_NAME, ModelRegistry, VersionMetadata
+from gpu_service.settings import Settings
 from gpu_service.subjects import artifact_slug
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,14 @@ class WandbTrainingConfig:
     directory: Path | None = None  # runs go to <directory>/wandb; None: wandb's default (WANDB_DIR)
     entity: str | None = None
     api_key: str | None = field(default=None, repr=False)  # given to the run only; never written anywhere
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WandbTrainingConfig:
+        key = settings.WANDB_API_KEY
+        return cls(
+            project=settings.PROJECT_NAME, mode=settings.wandb_mode, directory=settings.wandb_dir,
+            entity=settings.WANDB_ENTITY, api_key=key.get_secret_value() if key else None,
+        )
 
 
 class TrainingTracker:
@@ -146,7 +156,8 @@ class TrainingTracker:
         if not self.active:
             return
         artifact = self._wandb.Artifact(
-            name=f"photos-{artifact_slug(subject)}", type="dataset", metadata={"job_id": job_id, "photos": len(photos)},
+            name=f"photos-{artifact_slug(subject)}", type="dataset",
+            metadata={"job_id": job_id, "photos": len(photos)},
         )
         for index, png in enumerate(photos):
             with artifact.new_file(f"photo-{index:02d}.png", mode="xb") as file:
@@ -182,22 +193,25 @@ class TrainingTracker:
         self._failed = True
 
 
-def move_live_alias(config: WandbTrainingConfig, artifact_ref: str | None) -> bool:
-    """Give the alias `live` to the LoRA artifact `artifact_ref` (a version's `wandb_artifact`), which takes it
-    from the subject's previous live version. Only online: offline runs have nothing on W&B to move, and a
-    failure is logged, never raised (W&B is a mirror). True when the alias was moved or already there."""
-    if config.mode != "online" or not artifact_ref:
-        log.info("W&B %s: the live alias is not moved to %s", config.mode, artifact_ref or "(no artifact)")
+def move_live_alias(config: WandbTrainingConfig, registry: ModelRegistry, subject: str, version: int) -> bool:
+    """Give the alias `live` to the LoRA artifact of `version` (its metadata's `wandb_artifact`), which takes
+    it from the subject's previous live version. Call it after an activation (a rollback). Only online:
+    offline runs have nothing on W&B to move. A failure is logged, never raised (W&B is a mirror).
+    True when the alias was moved or already there."""
+    path = registry.version_dir(subject, version) / METADATA_NAME
+    ref = VersionMetadata.model_validate_json(path.read_bytes()).wandb_artifact
+    if config.mode != "online" or not ref:
+        log.info("W&B %s: the live alias stays where it was (%s v%d: %s)", config.mode, subject, version,
+                 ref or "no artifact")
         return False
     try:
         import wandb
 
-        api = wandb.Api(api_key=config.api_key, timeout=API_TIMEOUT_S)
-        artifact = api.artifact(artifact_ref, type="model")
+        artifact = wandb.Api(api_key=config.api_key, timeout=API_TIMEOUT_S).artifact(ref, type="model")
         if LIVE not in artifact.aliases:
             artifact.aliases.append(LIVE)
             artifact.save()
         return True
     except Exception as error:
-        log.warning("W&B failed to move the live alias to %s (%s: %s)", artifact_ref, error.__class__.__name__, error)
+        log.warning("W&B failed to move the live alias to %s (%s: %s)", ref, error.__class__.__name__, error)
         return False

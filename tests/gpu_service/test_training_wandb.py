@@ -158,9 +158,25 @@ def test_online_the_run_uses_the_photos_before_it_logs_the_lora_made_from_them(o
     assert calls[1][2]["aliases"] == ["job-1", "version-1", "live"]
 
 
-def test_the_live_alias_is_not_moved_offline_or_without_an_artifact(monkeypatch, caplog):
+def test_the_live_alias_is_not_moved_offline_or_without_an_artifact(monkeypatch, tmp_path, caplog):
+    registry = ModelRegistry(tmp_path / "registry")
+    for job_id, ref in (("j1", f"{PROJECT}/lora-rex:j1"), ("j2", None)):
+        (registry.staging_dir("rex", job_id) / WEIGHTS_NAME).write_bytes(b"lora")
+        registry.publish("rex", job_id, VersionMetadata(job_id=job_id, subject="rex", instance_phrase="rex dog",
+                                                        class_phrase="dog", base_model="sd", wandb_artifact=ref))
     monkeypatch.setattr(wandb, "Api", lambda **kwargs: pytest.fail("contacted W&B"))
     with caplog.at_level(logging.INFO, logger="gpu_service.engine.train_wandb"):
-        assert not move_live_alias(WandbTrainingConfig(project=PROJECT, mode="offline"), "qwerty-test/lora-rex:j1")
-        assert not move_live_alias(WandbTrainingConfig(project=PROJECT, mode="online"), None)
-    assert "the live alias is not moved" in caplog.text
+        assert not move_live_alias(WandbTrainingConfig(project=PROJECT, mode="offline"), registry, "rex", 1)
+        assert not move_live_alias(WandbTrainingConfig(project=PROJECT, mode="online"), registry, "rex", 2)
+    assert f"offline: the live alias stays where it was (rex v1: {PROJECT}/lora-rex:j1)" in caplog.text
+    assert "online: the live alias stays where it was (rex v2: no artifact)" in caplog.text
+
+
+def test_the_config_comes_from_the_settings_with_the_key_kept_out_of_its_repr(tmp_path):
+    from gpu_service.settings import Settings
+
+    settings = Settings(_env_file=None, DATA_DIR=tmp_path, PROJECT_NAME="p", WANDB_API_KEY="k" * 40)
+    config = WandbTrainingConfig.from_settings(settings)
+    assert (config.project, config.mode, config.directory) == ("p", settings.wandb_mode, settings.wandb_dir)
+    assert config.api_key == "k" * 40
+    assert "k" * 40 not in repr(config)
