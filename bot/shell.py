@@ -16,11 +16,14 @@ Exit status: 0 when every command succeeded, 1 when any failed (so `make demo` s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import getpass
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TextIO
 
 from bot import render
@@ -40,6 +43,8 @@ from gpu_service.schemas import TrainProgress
 
 log = logging.getLogger(__name__)
 PROMPT = "qwerty> "
+HISTORY_FILE = "shell_history"  # under DATA_DIR
+HISTORY_LENGTH = 1000
 
 
 class Shell:
@@ -142,15 +147,49 @@ async def run_shell(
         await shell.recover()
         if interactive:
             shell.say("Stable Qwerty shell: type help, or a command such as /qwerty prompt_prefix:\"a painting of a\"")
-        while True:
-            if interactive:
-                print(PROMPT, end="", file=stdout, flush=True)
-            line = await asyncio.to_thread(stdin.readline)
-            if not line or not await shell.run_line(line):
-                break
+            with line_history(settings.DATA_DIR / HISTORY_FILE):
+                await _run_lines(shell, _read_typed)
+        else:
+            await _run_lines(shell, stdin.readline)
     finally:
         await app.close()
     return 1 if shell.failures else 0
+
+
+async def _run_lines(shell: Shell, read_line) -> None:
+    while True:
+        line = await asyncio.to_thread(read_line)
+        if not line or not await shell.run_line(line):
+            break
+
+
+def _read_typed() -> str:
+    """A line typed at the terminal, with readline's editing and history; "" at end of input (Ctrl-D)."""
+    try:
+        return input(PROMPT) + "\n"
+    except EOFError:
+        return ""
+
+
+@contextlib.contextmanager
+def line_history(path: Path) -> Iterator[None]:
+    """Arrow keys recall earlier commands, this session's and earlier ones' (kept in `path`)."""
+    try:
+        import readline
+    except ImportError:  # not on every platform: the shell works without history
+        yield
+        return
+    with contextlib.suppress(OSError):
+        readline.read_history_file(path)
+    readline.set_history_length(HISTORY_LENGTH)
+    try:
+        yield
+    finally:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            readline.write_history_file(path)
+        except OSError:
+            log.warning("could not save the shell's history to %s", path, exc_info=True)
 
 
 def _user() -> str:

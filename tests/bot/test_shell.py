@@ -90,3 +90,16 @@ def test_python_m_bot_shell_on_the_tiny_model_driven_through_stdin(tmp_path, tin
     written = [Path(line.removeprefix("wrote ")) for line in done.stdout.splitlines() if line.startswith("wrote ")]
     images = [p for p in written if "sample" not in p.name]
     assert len(images) == 2 and all(Image.open(p).size == (64, 64) for p in images)
+
+
+def test_the_history_is_kept_between_sessions(tmp_path):
+    readline = pytest.importorskip("readline")
+    from bot.shell import line_history
+
+    path = tmp_path / "data" / "shell_history"
+    readline.clear_history()
+    with line_history(path):
+        readline.add_history('/qwerty prompt_prefix:"a painting of a"')
+    readline.clear_history()
+    with line_history(path):
+        assert readline.get_history_item(readline.get_current_history_length()) == '/qwerty prompt_prefix:"a painting of a"'
