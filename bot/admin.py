@@ -110,7 +110,7 @@ class AdminDesk:
         await interaction.response.defer(ephemeral=True, thinking=True)
         exported = await export_lora(
             self.app.gpu, self.admins, caller_of(interaction), subject.strip().lower(), version, fmt,
-            max_bytes=interaction.filesize_limit,
+            catalog=self.app.subjects, max_bytes=interaction.filesize_limit,
         )
         text = f"`{exported.filename}`: {fmt} format" + (" (AUTOMATIC1111, ComfyUI)." if fmt == "kohya" else ".")
         await interaction.edit_original_response(

@@ -146,7 +146,7 @@ class ShellActions:
     async def do_export(self, options: dict[str, Any]) -> None:
         fmt = options.get("format", "diffusers")
         exported = await export_lora(self.app.gpu, self.app.admins, OPERATOR, options["subject"].lower(),
-                                     options["version"], fmt)
+                                     options["version"], fmt, catalog=self.app.subjects)
         path = self.outputs_dir / exported.filename
         self.outputs_dir.mkdir(parents=True, exist_ok=True)
         path.write_bytes(exported.data)

@@ -1,7 +1,8 @@
 """Export: a version's LoRA as a file an admin can take to AUTOMATIC1111, ComfyUI or diffusers.
 
 Only admins of the subject's owner may export it (operators: every subject); a subject the caller's server
-cannot see is "not found", as in /rollback. Front ends attach or write `ExportedLora.data` as
+cannot see is "not found". As in /rollback, a name means the server's own subject when it has one, else the
+global one; operators may also give a key (`dog@700`). Front ends attach or write `ExportedLora.data` as
 `ExportedLora.filename`.
 """
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 from commands.errors import MemberError
 from commands.permissions import AdminPolicy, Caller, visible
+from commands.subjects import SubjectCatalog
 from gpu_service.client import GpuClient
 from gpu_service.errors import InvalidRequest, SubjectNotFound
 from gpu_service.schemas import ModelVersion
@@ -37,12 +39,16 @@ class ExportedLora:
 
 async def export_lora(
     gpu: GpuClient, admins: AdminPolicy, caller: Caller, subject: str, version: int, fmt: str = "diffusers",
-    *, max_bytes: int | None = None,
+    *, catalog: SubjectCatalog | None = None, max_bytes: int | None = None,
 ) -> ExportedLora:
-    """Check, then fetch the file. `max_bytes`: the most the front end can deliver (ExportTooLarge above it)."""
+    """Check, then fetch the file. `catalog` turns a typed name into its key (without one, `subject` is the
+    key); `max_bytes`: the most the front end can deliver (ExportTooLarge above it)."""
     if fmt not in FORMATS:
         raise InvalidRequest(f"The format must be {' or '.join(FORMATS)}.")
-    chosen = await _visible_version(gpu, admins, caller, subject, version)
+    key = subject
+    if catalog is not None and not (admins.is_operator(caller) and "@" in subject):
+        key = await catalog.resolve(subject, caller.guild_id)
+    chosen = await _visible_version(gpu, admins, caller, subject, key, version)
     admins.require_owner(caller, subject, chosen.owner, "export")
     data = await gpu.export_lora(chosen.subject, chosen.version, fmt)
     if max_bytes is not None and len(data) > max_bytes:
@@ -54,9 +60,9 @@ async def export_lora(
 
 
 async def _visible_version(
-    gpu: GpuClient, admins: AdminPolicy, caller: Caller, subject: str, version: int
+    gpu: GpuClient, admins: AdminPolicy, caller: Caller, subject: str, key: str, version: int
 ) -> ModelVersion:
-    versions = await gpu.list_versions(subject)
+    versions = await gpu.list_versions(key)
     everything = admins.is_operator(caller)
     if not versions or not visible(versions[0].owner, caller.guild_id, everything=everything):
         raise SubjectNotFound(f"There is no trained subject `{subject}`.")

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from gpu_service.schemas import ImageSource, TrainRequest
-from tests.bot.conftest import ADMIN_ID, MEMBER_ID
+from tests.bot.conftest import ADMIN_ID, ADMINISTRATOR, MEMBER_ID
 from tests.bot.helpers import DEFERRED, MESSAGE, is_answer, qwerty
 
 
@@ -126,3 +126,13 @@ async def test_members_may_not_export(bot, stub, gpu):
     await gpu.train(train_request("j1"))
     ack = await (await stub.slash_command("export", {"subject": "qwerty", "version": 1}, user_id=MEMBER_ID)).wait_ack()
     assert ack.callback_type == MESSAGE and "Only admins" in ack.content and gpu.exported == []
+
+
+async def test_a_server_admin_exports_the_server_s_own_subject_by_its_name(bot, stub, gpu):
+    await gpu.train(train_request("j1", subject=f"dog@{stub.guild_id}"))
+    interaction = await stub.slash_command("export", {"subject": "Dog", "version": 1}, user_id=MEMBER_ID,
+                                           permissions=ADMINISTRATOR)
+    await interaction.wait_ack()
+    edit = await interaction.responses.wait_for(lambda s: s.kind == "edit", timeout=5)
+    assert [file.filename for file in edit.files] == ["dog-v1.safetensors"]
+    assert gpu.exported == [(f"dog@{stub.guild_id}", 1, "diffusers")]

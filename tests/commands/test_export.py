@@ -8,6 +8,7 @@ import pytest
 
 from commands.export import ExportTooLarge, export_lora
 from commands.permissions import AdminPolicy, Caller, NotAuthorized
+from commands.subjects import SubjectCatalog
 from gpu_service.errors import InvalidRequest, SubjectNotFound
 from gpu_service.schemas import ModelVersion
 from tests.support.sleepy_gpu import SleepyGpu
@@ -34,6 +35,16 @@ async def test_an_admin_of_the_owning_server_gets_the_file_named_after_the_subje
     exported = await export_lora(gpu, ADMINS, ADMIN_700, "dog@700", 1, "kohya")
     assert exported.filename == "dog-v1.safetensors"
     assert exported.data.startswith(b"kohya LoRA of dog@700 v1") and gpu.exported == [("dog@700", 1, "kohya")]
+
+
+async def test_a_name_means_the_server_s_own_subject_else_the_global_one(gpu):
+    catalog = SubjectCatalog(gpu)
+    own = await export_lora(gpu, ADMINS, ADMIN_700, "dog", 2, catalog=catalog)
+    assert own.filename == "dog-v2.safetensors" and gpu.exported == [("dog@700", 2, "diffusers")]
+    with pytest.raises(SubjectNotFound, match="no trained subject `dog`"):  # server 800 has no dog
+        await export_lora(gpu, ADMINS, ADMIN_800, "dog", 2, catalog=catalog)
+    await export_lora(gpu, ADMINS, OPERATOR, "dog@700", 1, catalog=catalog)  # operators may give a key
+    assert gpu.exported[-1] == ("dog@700", 1, "diffusers")
 
 
 async def test_operators_export_global_subjects_in_the_stored_format_by_default(gpu):
