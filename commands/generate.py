@@ -44,9 +44,22 @@ class Generation:
         return f"{self.generation_id}-{index}"
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A prompt refused before any GPU time (a banned word, a bad option, a limit): moderators see it too."""
+
+    refusal_id: str
+    options: GenerateOptions
+    context: RequestContext
+    reason: str  # the error's type and its sentence for people
+
+
 class GenerationLog(Protocol):
     def log_generation(self, generation: Generation) -> None:
         """Record it without blocking the caller; must never raise."""
+
+    def log_refusal(self, refusal: Refusal) -> None:
+        """Record a refused prompt (no image) without blocking the caller; must never raise."""
 
 
 def new_id() -> str:

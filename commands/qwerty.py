@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from commands.context import RequestContext
-from commands.generate import GenerateOptions, Generation, GenerationLog, new_id
+from commands.generate import GenerateOptions, Generation, GenerationLog, Refusal, new_id
 from commands.images import ImageStore
 from commands.jobs import JobRecord, JobStore
 from commands.queue import FairQueue, Ticket
@@ -96,13 +96,17 @@ class QwertyService:
 
     def admit(self, options: GenerateOptions, context: RequestContext, *, source_row_id: str = "") -> Admission:
         """Validate, check the prompt and take a place in the queue; InvalidRequest (a banned word among
-        them) or LimitReached, before any ack and any GPU time."""
-        request = self.build_request(options, context.guild_id)
-        if context.front_end == "discord" and not re.fullmatch(SUBJECT_NAME_PATTERN, request.subject):
-            # a key names another server's subject: members type names, resolved in their own server
-            raise InvalidRequest("`subject` may use a-z, 0-9, _ and -, up to 32 characters.")
-        self.prompt_check(context, request)
-        ticket = self.queue.reserve(context.user_id or context.front_end)
+        them) or LimitReached, before any ack and any GPU time. A refused prompt is logged too."""
+        try:
+            request = self.build_request(options, context.guild_id)
+            if context.front_end == "discord" and not re.fullmatch(SUBJECT_NAME_PATTERN, request.subject):
+                # a key names another server's subject: members type names, resolved in their own server
+                raise InvalidRequest("`subject` may use a-z, 0-9, _ and -, up to 32 characters.")
+            self.prompt_check(context, request)
+            ticket = self.queue.reserve(context.user_id or context.front_end)
+        except Exception as error:
+            self.log.log_refusal(Refusal(new_id(), options, context, _describe(error)))
+            raise
         return Admission(new_id(), request, context, ticket, source_row_id)
 
     def build_request(self, options: GenerateOptions, guild_id: str = "") -> GenerateRequest:

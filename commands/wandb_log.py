@@ -1,4 +1,5 @@
 """Every prompt and output goes to a W&B Table, off the request path, never breaking generation.
+Refused prompts go to a table of their own (`refused_prompts`, no image), so moderators see what was tried.
 
 A single background thread owns the run: `log_generation` only enqueues. wandb is imported in that
 thread, so a bot that never generates never pays for the import.
@@ -21,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from commands.generate import Generation
+from commands.generate import Generation, Refusal
 from gpu_service.subjects import artifact_slug
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,11 @@ GENERATION_COLUMNS = [
 TABLE_KEY = "generations"
 EVENTS_KEY = "community_events"
 EVENT_COLUMNS = ["event", "row_id", "user_id", "guild_id", "detail", "at"]
+REFUSALS_KEY = "refused_prompts"
+REFUSAL_COLUMNS = [
+    "refusal_id", "prompt_prefix", "prompt_postfix", "negative_prompt", "subject", "reason", "front_end",
+    "user_id", "user_name", "guild_id", "channel_id", "interaction_id", "at",
+]
 ROW_ATTEMPTS = 3  # a row W&B refuses this often on a working run is dropped, so it cannot block the rest
 
 
@@ -94,7 +100,22 @@ def generation_rows(generation: Generation) -> list[list[Any]]:
     ]
 
 
-Item = Generation | CommunityEvent
+@dataclass(frozen=True)
+class _RefusedPrompt:
+    refusal: Refusal
+    at: str  # ISO time it was refused
+
+    def row(self) -> list[Any]:
+        """In REFUSAL_COLUMNS order."""
+        refusal, options, context = self.refusal, self.refusal.options, self.refusal.context
+        return [
+            refusal.refusal_id, options.prompt_prefix, options.prompt_postfix, options.negative_prompt,
+            options.subject or "", refusal.reason, context.front_end, context.user_id, context.user_name,
+            context.guild_id, context.channel_id, context.interaction_id, self.at,
+        ]
+
+
+Item = Generation | CommunityEvent | _RefusedPrompt
 
 
 @dataclass
@@ -111,6 +132,8 @@ class _Entry:
         item = self.item
         if isinstance(item, CommunityEvent):
             return f"community event {item.event!r} on row {item.row_id}"
+        if isinstance(item, _RefusedPrompt):
+            return f"refused prompt {item.refusal.refusal_id}"
         return "generation rows " + ", ".join(item.row_id(image.index) for image in item.result.images)
 
 
@@ -139,6 +162,10 @@ class WandbGenerationLog:
         if not event.at:
             event = replace(event, at=datetime.now(timezone.utc).isoformat())
         self._enqueue(_Entry.of(event))
+
+    def log_refusal(self, refusal: Refusal) -> None:
+        """A prompt refused at admission, with the reason and no image."""
+        self._enqueue(_Entry.of(_RefusedPrompt(refusal, datetime.now(timezone.utc).isoformat())))
 
     def stats(self) -> LogStats:
         with self._changed:
@@ -287,12 +314,16 @@ class _TableWriter:
         owner.run_dir = Path(self.run.dir).parent
         self.table = wandb.Table(columns=GENERATION_COLUMNS, log_mode="INCREMENTAL")
         self.events = wandb.Table(columns=EVENT_COLUMNS, log_mode="INCREMENTAL")
+        self.refusals = wandb.Table(columns=REFUSAL_COLUMNS, log_mode="INCREMENTAL")
         self.used: set[str] = set()
 
-    def write(self, item: Generation | CommunityEvent) -> None:
+    def write(self, item: Item) -> None:
         if isinstance(item, CommunityEvent):
             self.events.add_data(*(getattr(item, column) for column in EVENT_COLUMNS))
             self.run.log({EVENTS_KEY: self.events})
+        elif isinstance(item, _RefusedPrompt):
+            self.refusals.add_data(*item.row())
+            self.run.log({REFUSALS_KEY: self.refusals})
         else:
             self._write_generation(item)
 

@@ -116,3 +116,35 @@ async def test_wandb_rows_are_written_after_the_reply_with_its_message_link(tmp_
     for row in rows:
         assert (row["message_link"], row["guild_id"], row["channel_id"], row["user_id"], row["interaction_id"]) == (
             link, "7", "8", "42", "99")
+
+
+async def test_refused_prompts_are_logged_to_wandb_with_the_reason_and_no_image(tmp_path):
+    """A banned word, a bad option and the per-member limit each leave a row in `refused_prompts`."""
+    from commands.errors import MemberError
+    from commands.wandb_log import REFUSALS_KEY
+
+    settings = settings_for(tmp_path, WANDB_MODE="offline")
+    services = make_app_services(settings, SleepyGpu())
+    qwerty = services.qwerty
+    try:
+        await services.community.add_banned_words("7", ["forbidden"])
+        refused = [GenerateOptions(prompt_prefix="a forbidden thing"), GenerateOptions(prompt_prefix="a", count=9)]
+        for options in refused:
+            with pytest.raises(Exception):
+                qwerty.admit(options, CONTEXT)
+        held = [qwerty.admit(GenerateOptions(prompt_prefix=f"ok {n}"), CONTEXT) for n in range(4)]
+        with pytest.raises(MemberError):
+            qwerty.admit(GenerateOptions(prompt_prefix="one too many", negative_prompt="blur"), CONTEXT)
+        for admission in held:
+            admission.cancel()
+    finally:
+        await services.close()
+    [run] = read_offline_runs(settings.wandb_dir)
+    rows = run.table_rows(REFUSALS_KEY)
+    assert [row["prompt_prefix"] for row in rows] == ["a forbidden thing", "a", "one too many"]
+    assert "forbidden" in rows[0]["reason"] and "`count`" in rows[1]["reason"]
+    assert rows[2]["reason"].startswith("LimitReached") and rows[2]["negative_prompt"] == "blur"
+    assert all((row["user_id"], row["guild_id"], row["interaction_id"]) == ("42", "7", "99") for row in rows)
+    assert "image" not in rows[0]
+    with pytest.raises(KeyError):  # nothing was generated
+        run.table_rows(TABLE_KEY)
