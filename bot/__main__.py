@@ -21,10 +21,16 @@ from bot.settings import BotSettings, MissingToken
 
 
 def parse_args(argv: list[str] | None, settings: BotSettings) -> argparse.Namespace:
+    return build_parser(settings).parse_args(argv)
+
+
+def build_parser(settings: BotSettings) -> argparse.ArgumentParser:
+    """Every command and option with a help text (`python -m bot <command> --help`)."""
     from bot.cli import add_inference_arguments
 
     parser = argparse.ArgumentParser(prog="python -m bot", description="Stable Qwerty's front ends.")
-    commands = parser.add_subparsers(dest="command")
+    commands = parser.add_subparsers(dest="command", metavar="command",
+                                     help="what to run (default: the Discord bot); <command> --help for its options")
     commands.add_parser("shell", help="run the slash commands in a terminal (reads standard input)")
     commands.add_parser("sync", help="register the slash commands (globally, or to DISCORD_GUILD_ID) and exit")
     add_inference_arguments(commands.add_parser("inference", help="generate once and write PNGs"), settings)
@@ -34,7 +40,7 @@ def parse_args(argv: list[str] | None, settings: BotSettings) -> argparse.Namesp
     from bot.export_cli import add_export_arguments
 
     add_export_arguments(commands.add_parser("export", help="write a version's LoRA file under OUTPUTS_DIR"))
-    return parser.parse_args(argv)
+    return parser
 
 
 def settings_problems(error: ValidationError) -> str:

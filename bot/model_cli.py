@@ -24,8 +24,8 @@ from gpu_service.schemas import TrainProgress
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="*", help="image links, files or folders (default: IMAGES_FILE_URL)")
-    parser.add_argument("--subject", default=None)
-    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--subject", default=None, help="the subject to train (default: DEFAULT_SUBJECT)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default: TRAIN_STEPS, at most MAX_TRAIN_STEPS)")
 
 
 class ProgressBar:
