@@ -60,3 +60,25 @@ async def test_without_resume_trainings_are_reported_too(jobs):
 def test_the_message_names_the_prompt():
     record = JobRecord.new("g", "generate", CONTEXT, {"prompt_prefix": "a cat", "prompt_postfix": "in space"})
     assert "“a cat in space”" in interrupted_text(record) and "try again" in interrupted_text(record)
+
+
+async def test_a_cancelled_generation_is_finished_and_never_reported_at_start(tmp_path):
+    """The Cancel button's record (failed, cancelled) is an end: a restart has nothing to report."""
+    from commands.context import RequestContext
+    from commands.jobs import JobRecord, JobStore
+    from commands.recovery import CANCELLED, recover
+
+    jobs = JobStore(tmp_path / "jobs.sqlite3")
+    try:
+        await jobs.add(JobRecord.new("j1", "generate", RequestContext(front_end="discord"), {"prompt_prefix": "a"}))
+        await jobs.update("j1", state="failed", error=CANCELLED)
+        reported = []
+
+        async def report(record):
+            reported.append(record.job_id)
+
+        outcome = await recover(jobs, "discord", report=report)
+        record = await jobs.get("j1")
+    finally:
+        await jobs.close()
+    assert reported == [] and outcome.reported == () and (record.state, record.error) == ("failed", CANCELLED)
