@@ -22,6 +22,7 @@ import modal
 from pydantic import SecretStr
 
 from gpu_service.boundary import boundary
+from gpu_service.engine.train_wandb import WandbTrainingConfig, move_live_alias
 from gpu_service.leases import SharedTrainingLease, deployment_slot
 from gpu_service.modal_client import FOLLOW_CALL, MINUTES, TRAIN_TIMEOUT_S, ModalNames, training_call_key
 from gpu_service.registry import ModelRegistry
@@ -182,6 +183,7 @@ def activate(subject: str, version: int) -> dict:
 
 
 @app.function(volumes={str(REGISTRY_DIR): registry_volume}, timeout=REGISTRY_CALL_TIMEOUT_S)
+    move_live_alias(WandbTrainingConfig.from_settings(settings), registry(), subject, version)  # never raises
 def export_lora(subject: str, version: int, fmt: str = "diffusers") -> bytes:
     """A version's LoRA file, converted on CPU when asked for kohya (a few MB: it comes back in the reply)."""
     with boundary("exporting a LoRA"):

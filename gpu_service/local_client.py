@@ -132,7 +132,15 @@ class LocalGpuClient:
         return await asyncio.to_thread(self.registry.versions, subject)
 
     async def activate(self, subject: str, version: int) -> ModelVersion:
-        return await asyncio.to_thread(self.registry.activate, subject, version)
+        return await asyncio.to_thread(self._activate, subject, version)
+
+    def _activate(self, subject: str, version: int) -> ModelVersion:
+        """Make the version live, then give its W&B artifact the `live` alias (online; never raises)."""
+        from gpu_service.engine.train_wandb import WandbTrainingConfig, move_live_alias
+
+        chosen = self.registry.activate(subject, version)
+        move_live_alias(WandbTrainingConfig.from_settings(self.settings), self.registry, subject, version)
+        return chosen
 
     async def export_lora(self, subject: str, version: int, fmt: str = "diffusers") -> bytes:
         from gpu_service.engine.export import export_lora

@@ -43,11 +43,7 @@ def run_training_job(
         checkpoint_every=settings.TRAIN_CHECKPOINT_EVERY,
     )
     token = settings.HUGGINGFACE_TOKEN
-    tracker = TrainingTracker(WandbTrainingConfig(
-        project=settings.PROJECT_NAME, mode=settings.wandb_mode, directory=settings.wandb_dir,
-        entity=settings.WANDB_ENTITY,
-        api_key=settings.WANDB_API_KEY.get_secret_value() if settings.WANDB_API_KEY else None,
-    ))
+    tracker = TrainingTracker(WandbTrainingConfig.from_settings(settings))
     result = train_version(
         request, [image.png for image in intake.images], base_model=settings.BASE_MODEL,
         registry=registry, config=config,

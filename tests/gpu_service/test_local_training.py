@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -84,3 +85,13 @@ async def test_the_subject_stays_taken_until_a_cancelled_training_really_ends(cl
             break
         await asyncio.sleep(0.1)
     assert [v.version for v in await client.list_versions("qwerty")] == [1]
+
+
+async def test_a_rollback_makes_the_version_live_and_asks_wandb_to_move_its_live_alias(client, caplog):
+    """Offline there is nothing on W&B to move: the activation says so in the log and still succeeds."""
+    await client.train(train_request("job-1"))
+    await client.train(train_request("job-2"))
+    caplog.set_level(logging.INFO, logger="gpu_service.engine.train_wandb")
+    chosen = await client.activate("qwerty", 1)
+    assert chosen.active and chosen.version == 1
+    assert any("live alias stays where it was (qwerty v1" in record.message for record in caplog.records)
