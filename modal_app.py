@@ -171,7 +171,7 @@ def list_versions(subject: str | None = None) -> list[dict]:
         return [version.model_dump() for version in registry().versions(subject)]
 
 
-@app.function(volumes={str(REGISTRY_DIR): registry_volume}, timeout=REGISTRY_CALL_TIMEOUT_S)
+@app.function(volumes={str(REGISTRY_DIR): registry_volume}, secrets=[wandb_secret], timeout=REGISTRY_CALL_TIMEOUT_S)
 def activate(subject: str, version: int) -> dict:
     with boundary("activating a version"):
         registry_volume.reload()
