@@ -82,11 +82,13 @@ class GenerationDelivery:
         await interaction.response.defer()
         self._cancelled.add(job_id)
         flight.task.cancel()
-        await asyncio.wait({flight.task})  # waiting: at once; rendering: at the engine's next step
+        # The task ends at once (its place in the queue goes with it); the engine stops at its next step.
+        await asyncio.wait({flight.task})
         if not flight.task.cancelled():
             return  # it finished first: the images are posted
         try:
-            await self.qwerty.jobs.update(job_id, state="failed", error=CANCELLED)
+            if await self.qwerty.jobs.get(job_id) is not None:  # none yet while a source image downloads
+                await self.qwerty.jobs.update(job_id, state="failed", error=CANCELLED)
         except Exception:  # the member asked for nothing more than the stop
             log.exception("could not record %s as cancelled", job_id)
         await interaction.edit_original_response(content="Cancelled.", attachments=[], view=None)

@@ -1,8 +1,7 @@
 """One message that shows the latest progress, edited at most once every `interval_s` (rate limits).
 
 `show` is synchronous and only remembers the newest text (and preview image), so GPU callbacks never
-wait on Discord; a
-writer task owned by the `async with` block does the edits. A failed edit is logged and skipped:
+wait on Discord; a writer task owned by the `async with` block does the edits. A failed edit is logged and skipped:
 progress is a courtesy, never a reason for the job to fail. A preview rides along with the next edit
 after it arrives, as `edit(text, preview_png)`; edits without a new one are `edit(text)` and keep the
 image already shown.
