@@ -96,8 +96,8 @@ class ShellActions:
         self.say(f"deleted job {stored.job_id} ({len(stored.row_ids)} image(s))")
 
     async def do_vote(self, options: dict[str, Any]) -> None:
-        outcome = await self.actions.vote(GUILD, options["share"], self.user)
-        self.say(f"{'voted' if outcome.counted else 'you already voted'}: {outcome.total} vote(s)")
+        outcome = await self.actions.toggle_vote(GUILD, options["share"], self.user)  # as the ⭐ button does
+        self.say(f"{'voted' if outcome.counted else 'vote taken back'}: {outcome.total} vote(s)")
 
     async def do_remove(self, options: dict[str, Any]) -> None:
         share = await self.actions.remove(GUILD, options["share"], self.user, moderator=True)

@@ -46,7 +46,8 @@ async def test_reroll_variations_share_vote_top_and_delete_by_job_and_image_id(s
     share_id = re.search(r"\(share (\w+)\)", shared)[1]
     assert "already in the gallery" in await run(shell, out, f"/share job:{job} image:1")
     assert "voted: 1 vote(s)" in await run(shell, out, f"/vote share:{share_id}")
-    assert "you already voted: 1 vote(s)" in await run(shell, out, f"/vote share:{share_id}")
+    assert "vote taken back: 0 vote(s)" in await run(shell, out, f"/vote share:{share_id}")  # a toggle
+    assert "voted: 1 vote(s)" in await run(shell, out, f"/vote share:{share_id}")
     top = await run(shell, out, "/top period:all")
     assert top.startswith(f"1. 1 vote(s) · a painting of a qwerty dog · {job}-1 (share {share_id})")
 
