@@ -53,7 +53,8 @@ def render_report_card(content: CardContent) -> bytes:
         sections += [_text_block([prompt], width, font, color=MUTED), _sample_row(base, new, samples, width)]
     sections += [
         _caption("Training loss", width, font), _loss_curve(content.losses, width, font),
-        _caption("Scores (higher is better)", width, font), _score_table(content, width, font),
+        _caption("Scores (higher is better; paper: DreamBooth, Ruiz et al. 2023)", width, font),
+        _score_table(content, width, font),
     ]
     return _png(_stack(sections, width))
 
@@ -133,7 +134,7 @@ def _loss_curve(losses: Sequence[tuple[int, float]], width: int, font) -> Image.
 
 
 def _score_table(content: CardContent, width: int, font) -> Image.Image:
-    header = ("", "this version", "base model", "paper: DreamBooth SD", "paper: real photos")
+    header = ("", "this version", "base model", "paper (SD)", "paper: real")  # Ruiz et al. 2023, Table 1
     rows = [header]
     for label, key in METRICS:
         real = content.paper_real.get(key)
