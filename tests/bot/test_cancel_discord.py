@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bot import custom_ids
 from commands.recovery import CANCELLED
 from tests.bot.conftest import bot_settings, eventually, running_bot
@@ -96,3 +98,25 @@ async def test_the_progress_edit_carries_the_engines_preview_image(stub, tmp_pat
         assert preview.filename == "preview.png" and preview.data.startswith(b"\x89PNG")
         assert edit.content.startswith("Rendering… step") and with_cancel(edit)
         await interaction.responses.wait_for(lambda s: s.kind == "followup", timeout=10)
+
+
+@pytest.mark.slow
+async def test_cancel_stops_the_tiny_model_mid_render_and_the_preview_shows_on_the_way(stub, tmp_path, tiny_model_dir):
+    """End to end on the in-process engine: previews reach Discord, and Cancel stops the UNet early."""
+    from gpu_service.local_client import LocalGpuClient
+
+    settings = bot_settings(tmp_path / "data", tiny_model_dir)
+    client = LocalGpuClient(settings)
+    await client.start()
+    calls: list[int] = []
+    client.service.load().pipe.unet.register_forward_hook(lambda *_: calls.append(1))
+    async with running_bot(stub, settings, client):
+        interaction = await stub.slash_command("qwerty", {"prompt_prefix": "a", "steps": 100}, user_id=REQUESTER)
+        progress = await interaction.responses.wait_for(lambda s: with_cancel(s) and s.files, timeout=60)
+        assert progress.files[0].filename == "preview.png"
+        click = await stub.click(progress.message_id, cancel_id(progress), user_id=REQUESTER)
+        said = await click.responses.wait_for(lambda s: s.kind == "edit", timeout=30)
+        assert said.content == "Cancelled."
+        after = await stub.slash_command("qwerty", {"prompt_prefix": "b", "steps": 2}, user_id=REQUESTER)
+        await after.responses.wait_for(lambda s: s.kind == "followup", timeout=60)
+    assert len(calls) < 100  # the cancelled render never reached its last step
