@@ -19,7 +19,7 @@ import discord
 from discord import app_commands
 
 from bot.buttons import ButtonDesk
-from bot.components import DYNAMIC_ITEMS, Cancel
+from bot.components import DYNAMIC_ITEMS
 from bot.context import check_served
 from bot.delivery import GenerationDelivery
 from bot.errors import answer_error
@@ -88,7 +88,7 @@ class QwertyBot(discord.Client):
     async def setup_hook(self) -> None:
         """After login, before the gateway: the persistent buttons, dev-guild sync, then recovery, image
         pruning (now and on a schedule) and warm-up in the background."""
-        self.add_dynamic_items(*DYNAMIC_ITEMS, Cancel)  # clicks on any message, from any earlier run
+        self.add_dynamic_items(*DYNAMIC_ITEMS)  # clicks on any message, from any earlier run
         if self.settings.DISCORD_GUILD_ID:
             await sync_to(self.tree, self.settings.DISCORD_GUILD_ID)
         self.tasks.spawn(self.recover(), name="recover-jobs")

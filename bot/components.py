@@ -196,7 +196,19 @@ class Remove(_Dynamic, template=custom_ids.template(Action.REMOVE)):
         await desk_of(interaction).remove(interaction, self.target)
 
 
-DYNAMIC_ITEMS = (Reroll, Variations, Edit, Share, Delete, Vote, Remove)
+class Cancel(_Dynamic, template=custom_ids.template(Action.CANCEL)):
+    """On a request's progress message: the requester stops it, waiting or rendering (bot.delivery)."""
+
+    @classmethod
+    def make(cls, target: str, index: int | None) -> Item:
+        return ui.Button(label="Cancel", emoji="✖️", style=discord.ButtonStyle.secondary,
+                         custom_id=custom_ids.cancel(target))
+
+    async def clicked(self, interaction: discord.Interaction) -> None:
+        await interaction.client.delivery.cancel(interaction, self.target)  # type: ignore[attr-defined]
+
+
+DYNAMIC_ITEMS = (Reroll, Variations, Edit, Share, Delete, Vote, Remove, Cancel)
 
 
 def vote_button(share_id: str, votes: int) -> ui.Button:
@@ -236,18 +248,6 @@ def gallery_view(share_id: str, votes: int) -> ui.View:
     view.add_item(Vote(share_id, item=vote_button(share_id, votes)))
     view.add_item(Remove(share_id))
     return view
-
-
-class Cancel(_Dynamic, template=custom_ids.template(Action.CANCEL)):
-    """On a request's progress message: the requester stops it, waiting or rendering (bot.delivery)."""
-
-    @classmethod
-    def make(cls, target: str, index: int | None) -> Item:
-        return ui.Button(label="Cancel", emoji="✖️", style=discord.ButtonStyle.secondary,
-                         custom_id=custom_ids.cancel(target))
-
-    async def clicked(self, interaction: discord.Interaction) -> None:
-        await interaction.client.delivery.cancel(interaction, self.target)  # type: ignore[attr-defined]
 
 
 def progress_view(job_id: str) -> ui.View:
