@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -53,6 +54,9 @@ STATUS_TIMEOUT_S = 10.0
 REGISTRY_TIMEOUT_S = 60.0
 POLL_INTERVAL_S = 5.0
 CANCEL_SETTLE_S = 60.0  # after a cancel, how long to wait for the call to end and say whether it published
+# What a member is told a cold start takes until one has been measured: a snapshot restore and the base
+# model loading from the cache Volume onto the GPU.
+DEFAULT_COLD_START_S = 60.0
 FOLLOW_CALL = "follow_call"  # a train call's answer when another call already runs its job: follow that one
 _NOT_READY = object()
 
@@ -79,6 +83,10 @@ class ModalNames:
     @property
     def hf_cache_volume(self) -> str:
         return f"{self.app}-hf-cache"
+
+    @property
+    def wandb_volume(self) -> str:
+        return f"{self.app}-wandb"
 
     @property
     def huggingface_secret(self) -> str:
@@ -150,6 +158,10 @@ class ModalGpuClient:
         self.names = ModalNames(settings.PROJECT_NAME)
         self.lookup = lookup or DeployedApp(self.names)
         self.call_timeout_s = settings.MODAL_CALL_TIMEOUT_S
+        self.cold_call_timeout_s = max(settings.MODAL_COLD_START_TIMEOUT_S, settings.MODAL_CALL_TIMEOUT_S)
+        self.warm_for_s = settings.MODAL_SCALEDOWN_WINDOW_S  # a container stays up this long after its last call
+        self.last_cold_start_s: float | None = None
+        self._last_answer_at: float | None = None  # monotonic time the last generation came back
         self.status_timeout_s = status_timeout_s
         self.registry_timeout_s = registry_timeout_s
         self.poll_interval_s = poll_interval_s
@@ -161,19 +173,62 @@ class ModalGpuClient:
     async def generate(
         self, request: GenerateRequest, on_progress: ProgressCallback | None = None
     ) -> GenerateResult:
+        """A cold service (no container up) gets MODAL_COLD_START_TIMEOUT_S, and the listener hears that it
+        is warming up; a service whose warmth cannot be read gets the cold budget too, silently."""
         payload = request.model_dump()
+        warm = await self._warm()
+        budget = self.call_timeout_s if warm else self.cold_call_timeout_s
+        if warm is False and on_progress is not None:
+            on_progress(GenerationProgress(step=0, total_steps=request.steps, warming_s=self.cold_start_estimate_s))
+        started = time.monotonic()
+        first_answer: list[float] = []
         if on_progress is None:
             data = await self._call(
-                "generation", self.call_timeout_s, lambda: self.lookup.inference().generate.remote.aio(payload)
+                "generation", budget, lambda: self.lookup.inference().generate.remote.aio(payload)
             )
-            return _validated(GenerateResult, data)
-        return await self._call("generation", self.call_timeout_s, lambda: self._stream(payload, on_progress))
+            result = _validated(GenerateResult, data)
+        else:
+            def answered() -> None:
+                if not first_answer:
+                    first_answer.append(time.monotonic())
 
-    async def _stream(self, payload: dict, on_progress: ProgressCallback) -> GenerateResult:
+            result = await self._call("generation", budget, lambda: self._stream(payload, on_progress, answered))
+        self._answered(started, first_answer[0] if first_answer else time.monotonic(), cold=warm is False)
+        return result
+
+    @property
+    def cold_start_estimate_s(self) -> float:
+        """About how long a cold start takes: the last one measured, else DEFAULT_COLD_START_S."""
+        return self.last_cold_start_s if self.last_cold_start_s is not None else DEFAULT_COLD_START_S
+
+    async def _warm(self) -> bool | None:
+        """Whether a container is up: yes when a generation came back within the scale-down window, else
+        what the autoscaler counts (asking starts no container); None when that cannot be read."""
+        if self._last_answer_at is not None and time.monotonic() - self._last_answer_at < self.warm_for_s:
+            return True
+        try:
+            stats = await self._stats()
+        except GpuServiceError as error:
+            log.info("could not tell whether the GPU service is warm: %s", error)
+            return None
+        return stats.num_total_runners > 0
+
+    def _answered(self, started: float, first_answer: float, *, cold: bool) -> None:
+        """Remember that the service is warm now and, after a cold start, how long the start took (up to
+        the first answer: the first progress step, or the whole call without a stream)."""
+        self._last_answer_at = time.monotonic()
+        if cold:
+            self.last_cold_start_s = round(first_answer - started, 1)
+            log.info("cold start of the GPU service: %.1f s", self.last_cold_start_s)
+
+    async def _stream(
+        self, payload: dict, on_progress: ProgressCallback, answered: Callable[[], None]
+    ) -> GenerateResult:
         result = None
         stream = self.lookup.inference().generate_stream.remote_gen.aio(payload)
         try:
             async for item in stream:
+                answered()
                 if item.get("kind") == "progress":
                     on_progress(_validated(GenerationProgress, item["data"]))
                 else:
@@ -343,16 +398,22 @@ class ModalGpuClient:
     async def status(self) -> ServiceStatus:
         """Never raises. Reads the autoscaler's counters, which starts no container (a remote call would)."""
         try:
-            stats = await self._call(
-                "status check", self.status_timeout_s,
-                lambda: self.lookup.inference().generate.get_current_stats.aio(),
-            )
+            stats = await self._stats()
         except GpuServiceError as error:
-            return ServiceStatus(backend="modal", reachable=False, warm=False, detail=str(error))
+            return ServiceStatus(
+                backend="modal", reachable=False, warm=False, detail=str(error),
+                last_cold_start_s=self.last_cold_start_s,
+            )
         running = stats.num_total_runners
         return ServiceStatus(
             backend="modal", reachable=True, warm=running > 0,
             detail=f"app {self.names.app}: {running} container(s) up, {stats.backlog} request(s) queued",
+            last_cold_start_s=self.last_cold_start_s,
+        )
+
+    async def _stats(self) -> Any:
+        return await self._call(
+            "status check", self.status_timeout_s, lambda: self.lookup.inference().generate.get_current_stats.aio()
         )
 
     async def close(self) -> None:

@@ -107,6 +107,8 @@ class GenerationProgress(_Frozen):
     step: int
     total_steps: int
     preview_png: bytes | None = Field(None, repr=False)
+    # Set instead of a step while the GPU service starts a container: about how many seconds that takes.
+    warming_s: float | None = None
 
 
 class ImageSource(_Frozen):
@@ -213,3 +215,4 @@ class ServiceStatus(_Frozen):
     detail: str = ""
     # Versions whose LoRA file failed its check, for example "qwerty v3: checksum mismatch".
     bad_versions: tuple[str, ...] = ()
+    last_cold_start_s: float | None = None  # how long the last measured cold start took (Modal)

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     WANDB_API_KEY: SecretStr | None = None
     WANDB_MODE: Literal["online", "offline", "disabled"] | None = None
     WANDB_ENTITY: str | None = None
+    WANDB_DIR: Path | None = None  # W&B's own variable: where its `wandb/` run folders go
 
     BASE_MODEL: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
     GPU_BACKEND: Literal["local", "modal"] = "local"
@@ -66,6 +67,8 @@ class Settings(BaseSettings):
     MODAL_SCALEDOWN_WINDOW_S: int = Field(600, ge=2)
     MODAL_MIN_CONTAINERS: int = Field(0, ge=0)
     MODAL_CALL_TIMEOUT_S: float = Field(180.0, gt=0)
+    # The first call to a cold service also waits for a container to start and load the weights.
+    MODAL_COLD_START_TIMEOUT_S: float = Field(280.0, gt=0)
 
     @property
     def wandb_mode(self) -> str:
@@ -80,7 +83,8 @@ class Settings(BaseSettings):
 
     @property
     def wandb_dir(self) -> Path:
-        return self.DATA_DIR / "wandb"
+        """WANDB_DIR when it is set (W&B's convention), else DATA_DIR/wandb."""
+        return self.WANDB_DIR if self.WANDB_DIR is not None else self.DATA_DIR / "wandb"
 
     @property
     def class_cache_dir(self) -> Path:

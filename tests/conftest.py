@@ -10,16 +10,18 @@ import pytest
 from gpu_service.settings import Settings
 
 # W&B writes to the home directory unless told otherwise; the product's own runs go under DATA_DIR,
-# but wandb's staging and cache dirs are process-wide.
+# but wandb's staging and cache dirs are process-wide. WANDB_DIR is left unset: the product honours it
+# (settings.wandb_dir), and each test's runs belong under its own DATA_DIR.
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.pop("WANDB_API_KEY", None)
+os.environ.pop("WANDB_DIR", None)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _wandb_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("wandb-env")
-    for name in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DIR"):
+    for name in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR"):
         os.environ[name] = str(root / name.lower())
     return root
 

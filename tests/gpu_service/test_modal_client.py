@@ -24,7 +24,7 @@ from gpu_service.errors import (
     SubjectNotFound,
     TrainingFailed,
 )
-from gpu_service.modal_client import ModalGpuClient, ModalNames
+from gpu_service.modal_client import DEFAULT_COLD_START_S, ModalGpuClient, ModalNames
 from gpu_service.schemas import (
     GenerateRequest,
     GenerateResult,
@@ -151,8 +151,11 @@ def fake() -> FakeApp:
     return FakeApp()
 
 
-def make_client(fake: FakeApp, call_timeout_s: float = 5.0, **kwargs) -> ModalGpuClient:
-    settings = Settings(_env_file=None, GPU_BACKEND="modal", MODAL_CALL_TIMEOUT_S=call_timeout_s)
+def make_client(fake: FakeApp, call_timeout_s: float = 5.0, cold_timeout_s: float = 5.0, **kwargs) -> ModalGpuClient:
+    settings = Settings(
+        _env_file=None, GPU_BACKEND="modal", MODAL_CALL_TIMEOUT_S=call_timeout_s,
+        MODAL_COLD_START_TIMEOUT_S=cold_timeout_s,
+    )
     kwargs.setdefault("poll_interval_s", 0.01)
     return ModalGpuClient(settings, lookup=fake, **kwargs)
 
@@ -196,6 +199,114 @@ async def test_a_stream_that_stalls_times_out_and_is_closed(fake):
         await make_client(fake, call_timeout_s=0.2).generate(REQUEST, seen.append)
     assert time.monotonic() - started < 2
     assert len(seen) == 1 and fake.closed_streams == 1
+
+
+# Cold starts
+
+
+def slow_start(fake: FakeApp, start_up_s: float) -> None:
+    """No container is up; the first call waits `start_up_s` for one (its start-up), later calls do not."""
+    fake.stats = SimpleNamespace(num_total_runners=0, backlog=0)
+    plain, stream = fake._generate, fake._stream
+
+    async def starting() -> None:
+        if fake.stats.num_total_runners == 0:
+            await asyncio.sleep(start_up_s)
+            fake.stats = SimpleNamespace(num_total_runners=1, backlog=0)
+
+    async def generate(payload):
+        await starting()
+        return await plain(payload)
+
+    async def generate_stream(payload):
+        await starting()
+        async for item in stream(payload):
+            yield item
+
+    fake.generate.remote = aio(generate)
+    fake.generate_stream.remote_gen = aio(generate_stream)
+
+
+def counting_stats(fake: FakeApp) -> list[int]:
+    reads: list[int] = []
+
+    async def stats():
+        reads.append(1)
+        return fake.stats
+
+    fake.generate.get_current_stats = aio(stats)
+    return reads
+
+
+async def test_the_first_call_survives_a_cold_start_longer_than_the_call_timeout(fake):
+    slow_start(fake, start_up_s=0.5)
+    client = make_client(fake, call_timeout_s=0.2, cold_timeout_s=5.0)
+    seen: list[GenerationProgress] = []
+    result = await client.generate(REQUEST, seen.append)
+    assert result.images[0].seed == 7
+    assert seen[0].warming_s == DEFAULT_COLD_START_S  # nothing measured yet: the documented default
+    assert [p.step for p in seen[1:]] == [1, 2] and all(p.warming_s is None for p in seen[1:])
+    assert client.last_cold_start_s is not None and client.last_cold_start_s >= 0.5  # up to the first answer
+    status = await client.status()
+    assert status.warm and status.last_cold_start_s == client.last_cold_start_s
+
+
+async def test_a_call_without_a_listener_gets_the_cold_budget_too(fake):
+    slow_start(fake, start_up_s=0.5)
+    client = make_client(fake, call_timeout_s=0.2, cold_timeout_s=5.0)
+    assert (await client.generate(REQUEST)).images[0].seed == 7
+    assert client.last_cold_start_s >= 0.5
+
+
+async def test_after_an_answer_the_service_counts_as_warm_without_asking(fake):
+    reads = counting_stats(fake)
+    fake.stats = SimpleNamespace(num_total_runners=1, backlog=0)
+    client = make_client(fake)
+    seen: list[GenerationProgress] = []
+    await client.generate(REQUEST, seen.append)
+    await client.generate(REQUEST, seen.append)
+    assert len(reads) == 1  # the second call knew from the first answer
+    assert all(p.warming_s is None for p in seen) and client.last_cold_start_s is None  # warm: nothing measured
+
+
+async def test_the_warming_estimate_is_the_last_measured_cold_start(fake):
+    slow_start(fake, start_up_s=0.0)
+    client = make_client(fake)
+    client.last_cold_start_s = 42.0
+    seen: list[GenerationProgress] = []
+    await client.generate(REQUEST, seen.append)
+    assert seen[0].warming_s == 42.0
+
+
+async def test_a_warm_service_keeps_the_short_call_budget(fake):
+    fake.generate_stream.remote_gen = aio(lambda payload: hang_stream())
+    with pytest.raises(GpuTimeout, match="0.2 s"):
+        await make_client(fake, call_timeout_s=0.2, cold_timeout_s=60).generate(REQUEST, lambda progress: None)
+
+
+async def hang_stream():
+    await asyncio.sleep(3600)
+    yield {}
+
+
+async def test_a_cold_start_past_its_own_budget_is_a_timeout_naming_it(fake):
+    slow_start(fake, start_up_s=3600)
+    seen: list[GenerationProgress] = []
+    with pytest.raises(GpuTimeout, match="0.3 s"):
+        await make_client(fake, call_timeout_s=0.1, cold_timeout_s=0.3).generate(REQUEST, seen.append)
+    assert [p.warming_s for p in seen] == [DEFAULT_COLD_START_S]
+
+
+async def test_unknown_warmth_gets_the_cold_budget_without_a_warming_line(fake):
+    slow_start(fake, start_up_s=0.5)
+    fake.generate.get_current_stats = aio(raising(modal.exception.ConnectionError("blip")))
+    seen: list[GenerationProgress] = []
+    result = await make_client(fake, call_timeout_s=0.2, cold_timeout_s=5.0).generate(REQUEST, seen.append)
+    assert result.images[0].seed == 7 and all(p.warming_s is None for p in seen)
+
+
+def test_the_cold_budget_is_never_shorter_than_the_call_budget(fake):
+    assert make_client(fake, call_timeout_s=200, cold_timeout_s=100).cold_call_timeout_s == 200
 
 
 async def test_a_stream_without_a_result_is_a_remote_error(fake):
