@@ -9,7 +9,7 @@ DEMO_DIR ?= data/demo
 DEMO_MODEL ?= $(DEMO_DIR)/tiny-model
 PYTEST_ARGS ?=
 
-.PHONY: help environment tiny-model demo test faults inference model export bench clean deploy secrets bot shell sync
+.PHONY: help environment tiny-model demo test faults inference model export bench clean deploy secrets wandb-sync bot shell sync
 
 help: ## list every target
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -82,6 +82,15 @@ PROJECT_NAME = $(shell $(PYTHON) -c 'from gpu_service.settings import Settings; 
 deploy: $(STAMP) ## deploy the GPU service to Modal, then download its models into the cache Volume (once)
 	$(MODAL) deploy modal_app.py
 	$(MODAL) run modal_app.py::download_models
+
+# Runs logged offline on Modal (no W&B key) are on the W&B Volume: copy them here, then upload with `wandb sync`.
+WANDB_MODAL_DIR = $(shell $(PYTHON) -c 'from gpu_service.settings import Settings; print(Settings().DATA_DIR / "wandb-modal")')
+
+wandb-sync: $(STAMP) ## copy the W&B runs logged offline on Modal into DATA_DIR/wandb-modal; prints the `wandb sync` command
+	mkdir -p $(WANDB_MODAL_DIR)
+	$(MODAL) volume get --force $(PROJECT_NAME)-wandb / $(WANDB_MODAL_DIR)
+	@echo "Upload them to W&B (with WANDB_API_KEY set, or after \`wandb login\`):"
+	@echo "  $(VENV)/bin/wandb sync $(WANDB_MODAL_DIR)/wandb/offline-run-*"
 
 # Values go from .env.secrets to Modal without being echoed; empty values are fine (public base model,
 # W&B offline). Each Secret holds only its own key, so inference containers never see the W&B key.

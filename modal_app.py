@@ -37,6 +37,8 @@ names = ModalNames(settings.PROJECT_NAME)
 CONTAINER_DATA_DIR = PurePosixPath("/data")  # DATA_DIR in the containers; the registry Volume is mounted inside
 REGISTRY_DIR = CONTAINER_DATA_DIR / "registry"  # == Settings(DATA_DIR=/data).registry_dir
 HF_CACHE_DIR = PurePosixPath("/cache/huggingface")  # HF_HOME: base weights are downloaded once, then reused
+# WANDB_DIR: runs logged offline (no W&B key) land on the W&B Volume, for `make wandb-sync` to bring home.
+WANDB_DIR = CONTAINER_DATA_DIR / "wandb"
 INFERENCE_TIMEOUT_S = 5 * MINUTES  # one request; the client gives up sooner (MODAL_CALL_TIMEOUT_S)
 STARTUP_TIMEOUT_S = 20 * MINUTES  # the very first start downloads the base model
 REGISTRY_CALL_TIMEOUT_S = 1 * MINUTES
@@ -69,6 +71,7 @@ def container_env(values: Settings) -> dict[str, str]:
     secret = {name for name in Settings.model_fields if isinstance(getattr(values, name), SecretStr)}
     dumped = values.model_dump(mode="json", exclude=secret, exclude_none=True)
     dumped.update(DATA_DIR=str(CONTAINER_DATA_DIR), OUTPUTS_DIR=str(CONTAINER_DATA_DIR / "outputs"))
+    dumped["WANDB_DIR"] = str(WANDB_DIR)  # never the deploying machine's own WANDB_DIR
     dumped["GPU_BACKEND"] = "local"  # inside the container the engine runs in-process
     dumped["ALLOW_PRIVATE_URLS"] = False  # a developer's loopback-test setting never reaches production
     env = {name: value if isinstance(value, str) else json.dumps(value) for name, value in dumped.items()}
@@ -87,7 +90,8 @@ image = (
 
 registry_volume = modal.Volume.from_name(names.registry_volume, create_if_missing=True)
 hf_cache_volume = modal.Volume.from_name(names.hf_cache_volume, create_if_missing=True)
-VOLUMES = {str(REGISTRY_DIR): registry_volume, str(HF_CACHE_DIR): hf_cache_volume}
+wandb_volume = modal.Volume.from_name(names.wandb_volume, create_if_missing=True)
+VOLUMES = {str(REGISTRY_DIR): registry_volume, str(HF_CACHE_DIR): hf_cache_volume, str(WANDB_DIR): wandb_volume}
 huggingface_secret = modal.Secret.from_name(names.huggingface_secret, required_keys=["HUGGINGFACE_TOKEN"])
 wandb_secret = modal.Secret.from_name(names.wandb_secret, required_keys=["WANDB_API_KEY"])
 training_progress = modal.Dict.from_name(names.training_progress, create_if_missing=True)
@@ -220,6 +224,7 @@ def train(request: dict) -> dict:
                 result = run_training_job(settings, parsed, on_progress=ProgressPublisher(parsed.job_id))
             finally:
                 registry_volume.commit()  # the new version, or the checkpoints a retry resumes from
+                wandb_volume.commit()  # the run, when it was logged offline
         return result.model_dump()
 
 

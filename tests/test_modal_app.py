@@ -82,19 +82,21 @@ def test_the_inference_class_follows_the_settings(spec):
     assert inference["gpu"] == "H100"
     assert (inference["min_containers"], inference["scaledown_window"]) == (1, 120)
     assert inference["enable_memory_snapshot"] is True and inference["timeout"] > 0
-    assert sorted(inference["volumes"]) == ["/cache/huggingface", "/data/registry"]
+    assert sorted(inference["volumes"]) == ["/cache/huggingface", "/data/registry", "/data/wandb"]
     assert "qwerty-test-registry" in inference["volumes"]["/data/registry"]
+    assert "qwerty-test-wandb" in inference["volumes"]["/data/wandb"]
     assert "qwerty-test-hf-cache" in inference["volumes"]["/cache/huggingface"]
     assert any("qwerty-test-huggingface" in secret for secret in inference["secrets"])
     (concurrent,) = spec["concurrent"]
     assert concurrent["target"] == "Inference" and concurrent["max_inputs"] >= concurrent["target_inputs"] > 1
 
 
-def test_training_gets_a_gpu_both_volumes_both_secrets_and_a_long_timeout(spec):
+def test_training_gets_a_gpu_its_volumes_both_secrets_and_a_long_timeout(spec):
     functions = {entry["target"]: entry for entry in spec["function"]}
     train = functions["train"]
     assert train["gpu"] == "H100" and train["timeout"] == TRAIN_TIMEOUT_S
-    assert sorted(train["volumes"]) == ["/cache/huggingface", "/data/registry"]
+    assert sorted(train["volumes"]) == ["/cache/huggingface", "/data/registry", "/data/wandb"]
+    assert "qwerty-test-wandb" in train["volumes"]["/data/wandb"]
     secrets = " ".join(train["secrets"])
     assert "qwerty-test-huggingface" in secrets and "qwerty-test-wandb" in secrets
     for name in ("list_versions", "activate", "export_lora"):  # registry chores never wake a GPU
@@ -181,6 +183,7 @@ def app_module(tmp_path, tiny_model_dir, monkeypatch):
     shared.mkdir()
     monkeypatch.setattr(module, "registry_volume", FakeVolume(module.settings.registry_dir, shared))
     monkeypatch.setattr(module, "hf_cache_volume", FakeVolume())
+    monkeypatch.setattr(module, "wandb_volume", FakeVolume())
     monkeypatch.setattr(module, "training_progress", FakeDict())
     yield module
     sys.modules.pop("modal_app", None)
@@ -232,8 +235,21 @@ def test_container_settings_round_trip_through_the_image_environment(app_module,
     seen = Settings(_env_file=None)
     assert str(seen.registry_dir) == str(app_module.REGISTRY_DIR) and env["HF_HOME"] == "/cache/huggingface"
     assert seen.ALLOW_PRIVATE_URLS is False  # a loopback-test setting never reaches the GPU side
-    unchanged = {"DATA_DIR", "OUTPUTS_DIR", "GPU_BACKEND", "HUGGINGFACE_TOKEN", "ALLOW_PRIVATE_URLS"}
+    unchanged = {"DATA_DIR", "OUTPUTS_DIR", "GPU_BACKEND", "HUGGINGFACE_TOKEN", "ALLOW_PRIVATE_URLS", "WANDB_DIR"}
     assert seen.model_dump(exclude=unchanged) == deployed.model_dump(exclude=unchanged)
+
+
+@pytest.mark.parametrize(("key", "mode"), [("", "offline"), ("wandb-key", "online")])
+def test_containers_log_online_with_a_key_and_otherwise_onto_the_wandb_volume(app_module, monkeypatch, key, mode):
+    """The deploying machine's own WANDB_DIR stays home; the Secret's key (empty when none) picks the mode."""
+    deployed = Settings(_env_file=None, WANDB_DIR="/home/me/wandb-runs")
+    for name, value in app_module.container_env(deployed).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_API_KEY", key)  # what the W&B Secret puts in the container
+    seen = Settings(_env_file=None)
+    assert seen.wandb_mode == mode
+    assert str(seen.wandb_dir) == str(app_module.WANDB_DIR) and str(app_module.WANDB_DIR) in app_module.VOLUMES
 
 
 def test_the_image_installs_the_engine_from_pyproject_and_not_the_bot_only_packages(app_module):
@@ -402,6 +418,7 @@ def test_the_train_function_wraps_the_trainer_in_lease_progress_and_commit(app_m
     result = TrainResult.model_validate(app_module.train.local(train.model_dump()))
     volume, store = app_module.registry_volume, app_module.training_progress
     assert result.version.version == 1 and (volume.reloads, volume.commits) == (1, 1)
+    assert app_module.wandb_volume.commits == 1  # an offline run reaches the W&B Volume
     assert ModelRegistry(volume.shared).active("rex").version == 1  # committed for every container
     states = [value["state"] for key, value in store.history if key == "job-1"]
     assert "training" in states and states[-1] == "done"
