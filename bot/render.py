@@ -15,9 +15,10 @@ from pathlib import Path
 
 import discord
 
+from commands.admin import wandb_link
 from commands.errors import scrub
 from commands.generate import Generation
-from commands.qwerty import Queued, Rendering, Update
+from commands.qwerty import Queued, Rendering, Update, Warming
 from commands.train import PreparedTraining, progress_summary
 from gpu_service.intake import display_name, format_rejections
 from gpu_service.schemas import QualityReport, QualityScores, TrainProgress, TrainResult
@@ -93,6 +94,8 @@ def plain(text: str) -> str:
 def queue_update(update: Update) -> str:
     if isinstance(update, Queued):
         return f"You are #{update.position} in the queue…" if update.position > 1 else "You are next…"
+    if isinstance(update, Warming):
+        return f"Warming up the GPU (about {update.about_s} s)…"
     if isinstance(update, Rendering):
         return f"Rendering… step {update.step}/{update.total_steps}"
     raise TypeError(f"unknown update {update!r}")
@@ -182,9 +185,10 @@ def training_result(result: TrainResult, requested_by: str = "", upload_limit: i
         loss = f", final loss {version.final_loss:.4f}" if version.final_loss is not None else ""
         lines.append(f"{version.steps} steps{loss}.")
     lines += quality_lines(version.quality)
-    if version.wandb_url:
-        shown = version.wandb_url if version.wandb_url.startswith("https://") else "logged offline (`wandb sync`)"
-        lines.append(f"W&B: {display_name(shown)}")
+    if link := wandb_link(version.wandb_url):
+        lines.append(f"W&B: {display_name(link)}")
+    elif version.wandb_url:
+        lines.append("W&B: logged offline (`wandb sync`)")
     lines.append(f"Try it: `/qwerty prompt_prefix:a photo of a subject:{version.name}`")
     stem = f"{version.name}-v{version.version}"
     card = [fit_image(result.report_card, f"{stem}-report-card", upload_limit)] if result.report_card else []

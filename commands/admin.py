@@ -9,6 +9,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from commands.jobs import JobRecord, JobStore
 from commands.permissions import AdminPolicy, Caller, visible
@@ -144,9 +145,22 @@ def version_line(version: ModelVersion) -> str:
         parts.append(f"{version.steps} steps{loss}")
     if version.quality is not None:
         parts.append(quality_part(version.quality))
-    if version.wandb_url:
-        parts.append(f"W&B <{version.wandb_url}>")
+    if link := wandb_link(version.wandb_url):
+        parts.append(f"W&B <{link}>")
+    elif version.wandb_url:
+        parts.append("W&B logged offline")
     return "  " + " · ".join(parts)
+
+
+def wandb_link(url: str | None) -> str | None:
+    """`url` when it is a web page to link (https, a host, no credentials); None otherwise. An offline run
+    records where its files are, a path inside whichever machine trained it: never a link."""
+    if not url or any(char.isspace() or char in "<>" for char in url):
+        return None
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
+        return None
+    return url
 
 
 def quality_part(quality: QualityReport) -> str:
@@ -166,6 +180,8 @@ def status_text(report: StatusReport) -> str:
     service = report.service
     reach = "reachable" if service.reachable else "NOT reachable"
     warmth = "warm" if service.warm else "cold"
+    if service.last_cold_start_s is not None:
+        warmth += f" (last cold start {service.last_cold_start_s:.0f} s)"
     detail = f" ({service.detail})" if service.detail else ""
     lines = [f"GPU backend `{service.backend}`: {reach}, {warmth}{detail}",
              f"Queue: {report.running} running, {report.waiting} waiting"]

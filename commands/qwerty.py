@@ -54,7 +54,12 @@ class Rendering:
     preview_png: bytes | None = None  # a rough look at the image so far, every few steps
 
 
-Update = Queued | Rendering
+@dataclass(frozen=True)
+class Warming:
+    about_s: int  # the GPU service is starting a container first; roughly how long that takes
+
+
+Update = Queued | Warming | Rendering
 UpdateCallback = Callable[[Update], None]
 PromptCheck = Callable[[RequestContext, GenerateRequest], None]  # raises to refuse (banned words)
 ServerDefaults = Callable[[str], Mapping[str, Any]]  # guild id -> the options its admins set defaults for
@@ -184,7 +189,10 @@ class QwertyService:
 
     async def _generate(self, admission: Admission, report: UpdateCallback) -> Generation:
         def on_progress(progress: GenerationProgress) -> None:
-            report(Rendering(progress.step, progress.total_steps, progress.preview_png))
+            if progress.warming_s is not None:
+                report(Warming(round(progress.warming_s)))
+            else:
+                report(Rendering(progress.step, progress.total_steps, progress.preview_png))
 
         listener = None if report is _ignore else on_progress  # nobody listening: no per-step callbacks
 

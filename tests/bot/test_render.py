@@ -26,7 +26,7 @@ from bot.render import (
 )
 from commands.context import RequestContext
 from commands.generate import Generation
-from commands.qwerty import Queued, Rendering
+from commands.qwerty import Queued, Rendering, Warming
 from commands.train import PreparedTraining
 from gpu_service.intake import Rejection
 from gpu_service.schemas import (
@@ -97,6 +97,7 @@ def test_progress_texts():
     assert queue_update(Queued(3)) == "You are #3 in the queue…"
     assert queue_update(Queued(1)) == "You are next…"
     assert queue_update(Rendering(5, 25)) == "Rendering… step 5/25"
+    assert queue_update(Warming(42)) == "Warming up the GPU (about 42 s)…"
     text = train_progress("qwerty", TrainProgress(job_id="j", state="training", step=10, total_steps=100, loss=0.5,
                                                   eta_s=120))
     assert text == "Training `qwerty`: training, step 10/100 (10%), loss 0.5000, about 2 min left"
@@ -144,9 +145,15 @@ def test_without_a_card_or_scores_the_message_still_goes_out():
     assert [a.filename for a in reply.attachments][0] == "qwerty-v3-sample-0.png"
 
 
-def test_an_offline_w_and_b_location_is_not_shown_as_a_path():
-    reply = training_result(trained(wandb_url="/srv/data/wandb/offline-run-20261204"))
-    assert "/srv/data" not in reply.content and "logged offline" in reply.content
+@pytest.mark.parametrize("location", ["/srv/data/wandb/offline-run-20261204", "/data/wandb/wandb/offline-run-1",
+                                      "http://wandb.ai/team/proj/runs/abc", "file:///data/wandb/offline-run-1"])
+def test_a_w_and_b_location_that_is_not_an_https_page_is_not_shown(location):
+    reply = training_result(trained(wandb_url=location))
+    assert location not in reply.content and "/data" not in reply.content and "logged offline" in reply.content
+
+
+def test_a_w_and_b_page_is_shown():
+    assert "W&B: https://wandb.ai/team/proj/runs/abc" in training_result(trained()).content
 
 
 def test_the_terminal_copy_of_the_card_is_written_where_asked(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 
 from bot.settings import BotSettings
 from bot.wiring import make_app_services
-from commands.admin import Rollback, StatusReport, models_text, rollback_text, status_text
+from commands.admin import Rollback, StatusReport, models_text, rollback_text, status_text, wandb_link
 from commands.context import RequestContext
 from commands.jobs import JobRecord
 from commands.train import RunningTraining
@@ -88,6 +88,35 @@ def test_status_text_lists_trainings_here_and_those_another_process_runs():
         "Training `qwerty` (job `j1`): training, step 50/200 (25%), loss 0.2500, about 5 min left",
         "Training `cat` (job `j2`): running, as the shell recorded it (no progress here)",
     ]
+
+
+def test_status_text_shows_warm_or_cold_and_the_last_cold_start():
+    cold = ServiceStatus(backend="modal", reachable=True, warm=False, detail="0 container(s) up", last_cold_start_s=41.6)
+    warm = cold.model_copy(update={"warm": True})
+    assert status_text(StatusReport(cold, 0, 0, (), ())).splitlines()[0] == (
+        "GPU backend `modal`: reachable, cold (last cold start 42 s) (0 container(s) up)"
+    )
+    assert "reachable, warm (last cold start 42 s)" in status_text(StatusReport(warm, 0, 0, (), ()))
+    unmeasured = cold.model_copy(update={"last_cold_start_s": None})
+    assert "cold (0 container(s) up)" in status_text(StatusReport(unmeasured, 0, 0, (), ()))
+
+
+@pytest.mark.parametrize(
+    ("url", "link"),
+    [("https://wandb.ai/team/proj/runs/abc", "https://wandb.ai/team/proj/runs/abc"),
+     ("https://wandb.example.com/team/proj/runs/abc", "https://wandb.example.com/team/proj/runs/abc"),
+     ("/data/wandb/wandb/offline-run-20261204_101010-abc", None), ("http://wandb.ai/team/proj/runs/abc", None),
+     ("https://user:secret@wandb.ai/runs/abc", None), ("https://wandb.ai/runs/a b", None),
+     ("https://wandb.ai/runs/a>b", None), ("https:///runs/abc", None), ("", None), (None, None)],
+)
+def test_only_an_https_page_is_a_w_and_b_link(url, link):
+    assert wandb_link(url) == link
+
+
+def test_a_version_logged_offline_shows_no_link_and_no_path():
+    offline = version(2).model_copy(update={"wandb_url": "/data/wandb/wandb/offline-run-20261204_101010-abc"})
+    line = models_text([offline]).splitlines()[1]
+    assert "W&B logged offline" in line and "/data" not in line and "<" not in line
 
 
 async def test_status_answers_even_when_the_backend_does_not(app):
