@@ -183,11 +183,11 @@ def activate(subject: str, version: int) -> dict:
         # Inference containers keep their view until a request names a version they lack; the bot sends
         # the version it activated, so the next request brings them up to date.
         registry_volume.commit()
+    move_live_alias(WandbTrainingConfig.from_settings(settings), registry(), subject, version)  # never raises
     return chosen.model_dump()
 
 
 @app.function(volumes={str(REGISTRY_DIR): registry_volume}, timeout=REGISTRY_CALL_TIMEOUT_S)
-    move_live_alias(WandbTrainingConfig.from_settings(settings), registry(), subject, version)  # never raises
 def export_lora(subject: str, version: int, fmt: str = "diffusers") -> bytes:
     """A version's LoRA file, converted on CPU when asked for kohya (a few MB: it comes back in the reply)."""
     with boundary("exporting a LoRA"):

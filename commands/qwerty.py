@@ -153,14 +153,6 @@ class QwertyService:
         await self._record_done(generation)
         return generation
 
-    async def finish(self, generation: Generation, message_id: str = "", message_link: str = "") -> None:
-        """After the reply: log the W&B rows (with the message link) and remember the message."""
-        if message_link:
-            generation = replace(generation, context=replace(generation.context, message_link=message_link))
-        self.log.log_generation(generation)
-        if message_id:
-            await self.jobs.update(generation.generation_id, message_id=message_id)
-
     async def _record_done(self, generation: Generation) -> None:
         """Record "done"; if the store fails now, the member still gets the images drawn, and the record
         is written once more behind whatever the store is doing (SQLite's busy timeout waits for a lock)."""
@@ -170,6 +162,14 @@ class QwertyService:
         except Exception:
             log.exception("could not record %s as done; trying once more", generation.generation_id)
             self.jobs.update_soon(generation.generation_id, **done)
+
+    async def finish(self, generation: Generation, message_id: str = "", message_link: str = "") -> None:
+        """After the reply: log the W&B rows (with the message link) and remember the message."""
+        if message_link:
+            generation = replace(generation, context=replace(generation.context, message_link=message_link))
+        self.log.log_generation(generation)
+        if message_id:
+            await self.jobs.update(generation.generation_id, message_id=message_id)
 
     async def _keep_images(self, generation: Generation) -> None:
         try:
