@@ -1,5 +1,5 @@
 """A tqdm bar for one generation in a terminal (`make inference`, the shell's /qwerty): its place in the
-queue, then the steps. Like tqdm itself it draws only on a terminal, so scripts and logs stay clean."""
+queue (or the GPU warming up), then the steps. Like tqdm itself it draws only on a terminal, so scripts and logs stay clean."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from commands.qwerty import Queued, Rendering, Update
+from commands.qwerty import Queued, Rendering, Update, Warming
 
 
 class GenerationBar:
@@ -20,6 +20,8 @@ class GenerationBar:
     def __call__(self, update: Update) -> None:
         if isinstance(update, Queued):
             self.bar.set_description(f"#{update.position} in the queue", refresh=True)
+        elif isinstance(update, Warming):
+            self.bar.set_description(f"warming up the GPU (about {update.about_s} s)", refresh=True)
         elif isinstance(update, Rendering):
             if self.bar.total != update.total_steps:
                 self.bar.set_description("rendering", refresh=False)

@@ -9,7 +9,7 @@ from bot.cli import add_inference_arguments, run_inference
 from bot.progress_bar import GenerationBar
 from bot.shell import run_shell
 from bot.wiring import make_app_services
-from commands.qwerty import Queued, Rendering
+from commands.qwerty import Queued, Rendering, Warming
 from tests.bot.conftest import bot_settings
 from tests.support.sleepy_gpu import SleepyGpu
 
@@ -25,10 +25,12 @@ def test_the_bar_shows_the_queue_place_then_the_steps():
     out = Terminal()
     with GenerationBar(out) as bar:
         bar(Queued(2))
+        bar(Warming(40))
         for step in (1, 2, 3, 4):
             bar(Rendering(step, 4))
     drawn = out.getvalue()
-    assert "#2 in the queue" in drawn and "rendering" in drawn and "4/4" in drawn
+    assert "#2 in the queue" in drawn and "warming up the GPU (about 40 s)" in drawn
+    assert "rendering" in drawn and "4/4" in drawn
 
 
 def test_not_on_a_terminal_it_draws_nothing():
