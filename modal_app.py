@@ -24,7 +24,7 @@ from pydantic import SecretStr
 from gpu_service.boundary import boundary
 from gpu_service.engine.train_wandb import WandbTrainingConfig, move_live_alias
 from gpu_service.leases import SharedTrainingLease, deployment_slot
-from gpu_service.modal_client import FOLLOW_CALL, MINUTES, TRAIN_TIMEOUT_S, ModalNames, training_call_key
+from gpu_service.modal_deployment import FOLLOW_CALL, MINUTES, TRAIN_TIMEOUT_S, ModalNames, training_call_key
 from gpu_service.registry import ModelRegistry
 from gpu_service.schemas import GenerateRequest, GenerateResult, TrainProgress, TrainRequest
 from gpu_service.settings import Settings

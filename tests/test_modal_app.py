@@ -17,7 +17,7 @@ import pytest
 from gpu_service.boundary import boundary
 from gpu_service.errors import GpuBusy, InvalidRequest, RemoteError, SubjectNotFound
 from gpu_service.leases import SharedTrainingLease, deployment_slot
-from gpu_service.modal_client import TRAIN_TIMEOUT_S, ModalNames
+from gpu_service.modal_deployment import TRAIN_TIMEOUT_S, ModalNames
 from gpu_service.registry import ModelRegistry, VersionMetadata
 from gpu_service.schemas import GenerateRequest, GenerateResult, ModelVersion, TrainResult
 from gpu_service.settings import Settings

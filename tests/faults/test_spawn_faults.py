@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from commands.jobs import JobStore
-from gpu_service.modal_client import FOLLOW_CALL
+from gpu_service.modal_deployment import FOLLOW_CALL
 from modal_app import claim_job
 from tests.faults.test_training_giveup_faults import prepared_job, training_service
 from tests.gpu_service.test_modal_client import DONE, TRAIN_REQUEST, FakeApp, FakeCall, aio, make_client

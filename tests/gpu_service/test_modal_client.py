@@ -24,7 +24,8 @@ from gpu_service.errors import (
     SubjectNotFound,
     TrainingFailed,
 )
-from gpu_service.modal_client import DEFAULT_COLD_START_S, ModalGpuClient, ModalNames
+from gpu_service.modal_client import DEFAULT_COLD_START_S, ModalGpuClient
+from gpu_service.modal_deployment import ModalNames
 from gpu_service.schemas import (
     GenerateRequest,
     GenerateResult,
