@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import signal
 
@@ -53,11 +54,23 @@ async def open_stores(app: AppServices) -> None:
     await app.jobs.unfinished()
 
 
+async def freeze_heap_when_ready(bot: discord.Client) -> None:
+    """Once connected, everything built so far (imports, settings, caches) lives as long as the process:
+    frozen, the garbage collector never walks it again, so a full collection cannot pause a burst of acks
+    (bench/ack_latency.py: the warm p99 ratio to a bare client is about 1.5 without this, about 1.1 with it).
+    The process entry point's to call: it is process-wide, so tests that start many bots do not."""
+    await bot.wait_until_ready()
+    gc.collect()
+    gc.freeze()
+
+
 async def run_until_stopped(bot: discord.Client, token: str, stop: asyncio.Event) -> int:
+    freezer = asyncio.create_task(freeze_heap_when_ready(bot), name="freeze-heap")
     runner = asyncio.create_task(bot.start(token), name="discord-client")
     stopper = asyncio.create_task(stop.wait(), name="stop-signal")
     done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
     stopper.cancel()
+    freezer.cancel()
     if runner not in done:
         log.info("stopping: closing the Discord connection and background work")
         await bot.close()

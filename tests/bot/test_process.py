@@ -6,6 +6,7 @@ import asyncio
 import io
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -79,3 +80,19 @@ async def test_a_wrong_token_exits_non_zero_with_a_clear_message(tmp_path):
 async def stop_when_done(process):
     out, _ = await process.communicate()
     return process.returncode, out.decode()
+
+
+def test_once_connected_the_startup_heap_is_frozen_out_of_the_collectors_way():
+    """Run in a child: freezing is process-wide (bench/ack_latency.py shows what it does to ack latency)."""
+    code = (
+        "import asyncio, gc\n"
+        "from bot.serve import freeze_heap_when_ready\n"
+        "class Ready:\n"
+        "    async def wait_until_ready(self): pass\n"
+        "before = gc.get_freeze_count()\n"
+        "asyncio.run(freeze_heap_when_ready(Ready()))\n"
+        "print(before, gc.get_freeze_count())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    before, after = map(int, done.stdout.split())
+    assert done.returncode == 0 and before == 0 and after > 10_000
