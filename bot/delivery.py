@@ -24,7 +24,6 @@ from commands.community import CommunityService, message_link
 from commands.errors import MemberError
 from commands.generate import Generation
 from commands.qwerty import Admission, QwertyService, Rendering
-from commands.recovery import CANCELLED
 
 log = logging.getLogger(__name__)
 FIRST_PROGRESS_AFTER_S = 1.0  # a request answered sooner never shows progress
@@ -87,8 +86,7 @@ class GenerationDelivery:
         if not flight.task.cancelled():
             return  # it finished first: the images are posted
         try:
-            if await self.qwerty.jobs.get(job_id) is not None:  # none yet while a source image downloads
-                await self.qwerty.jobs.update(job_id, state="failed", error=CANCELLED)
+            await self.qwerty.record_cancelled(job_id)
         except Exception:  # the member asked for nothing more than the stop
             log.exception("could not record %s as cancelled", job_id)
         await interaction.edit_original_response(content="Cancelled.", attachments=[], view=None)

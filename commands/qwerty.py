@@ -32,6 +32,7 @@ from commands.generate import GenerateOptions, Generation, GenerationLog, Refusa
 from commands.images import ImageStore
 from commands.jobs import JobRecord, JobStore
 from commands.queue import FairQueue, Ticket
+from commands.recovery import CANCELLED
 from commands.subjects import SubjectCatalog
 from commands.validation import build
 from gpu_service.client import GpuClient
@@ -162,6 +163,12 @@ class QwertyService:
         except Exception:
             log.exception("could not record %s as done; trying once more", generation.generation_id)
             self.jobs.update_soon(generation.generation_id, **done)
+
+    async def record_cancelled(self, job_id: str) -> None:
+        """The requester stopped it: recorded as failed by choice, which no restart reports or resumes. A job
+        not recorded yet (its source image was still downloading) has nothing to mark."""
+        if await self.jobs.get(job_id) is not None:
+            await self.jobs.update(job_id, state="failed", error=CANCELLED)
 
     async def finish(self, generation: Generation, message_id: str = "", message_link: str = "") -> None:
         """After the reply: log the W&B rows (with the message link) and remember the message."""
