@@ -2,7 +2,10 @@
 
 One file under DATA_DIR (WAL mode, so a shell and the bot can share it). All SQL runs on one thread
 owned by the store, so the event loop never waits on the disk and the connection is never shared
-between threads. On start a front end asks for `unfinished()` jobs: nothing is ever silently lost.
+between threads. Writes asked for in one turn of the event loop are committed together: a burst of 200
+/qwerty costs one thread hop and one commit, not 200 of each, so the writes do not slow the burst's
+acknowledgements (bench/ack_latency.py). On start a front end asks for `unfinished()` jobs: nothing is
+ever silently lost.
 
 A file another process keeps locked past the busy timeout raises StorageBusy (members read "busy, try
 again"); a file found damaged is moved aside and a fresh one used, so one bad file never fails every
@@ -13,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields, replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -30,6 +34,7 @@ JobKind = Literal["generate", "train"]
 JobState = Literal["queued", "running", "done", "failed"]
 UNFINISHED: tuple[JobState, ...] = ("queued", "running")
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _CREATE_JOBS = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -98,23 +103,34 @@ class JobRecord:
 _COLUMNS = [f.name for f in fields(JobRecord)]
 
 
+@dataclass
+class _Write:
+    """One write waiting for its batch: what to run on the store's thread, and who waits for it."""
+
+    function: Callable[..., Any]
+    args: tuple[Any, ...]
+    waiter: asyncio.Future | None  # None: nobody waits (update_soon)
+    outcome: tuple[Any, BaseException | None] = (None, None)
+
+
 class JobStore:
     def __init__(self, path: Path, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self.path = Path(path)
         self.busy_timeout_s = busy_timeout_s
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-store")
         self._connection: sqlite3.Connection | None = None  # touched only on the executor's thread
+        self._batch: list[_Write] = []  # writes asked for in this turn of the loop, not yet handed over
 
     async def add(self, record: JobRecord) -> None:
-        await self._run(self._insert, record)
+        await self._write(self._insert, record)
 
     async def update(self, job_id: str, **changes: Any) -> JobRecord:
         """Change some fields (and updated_at); returns the record as stored."""
-        return await self._run(self._update, job_id, changes)
+        return await self._write(self._update, job_id, changes)
 
-    def update_soon(self, job_id: str, **changes: Any) -> Future[JobRecord]:
-        """The same from synchronous code (a progress callback); `close` waits for it."""
-        return self._executor.submit(self._guarded, self._update, job_id, changes)
+    def update_soon(self, job_id: str, **changes: Any) -> None:
+        """The same from synchronous code on the loop's thread (a progress callback); `close` writes it."""
+        self._queue(_Write(self._update, (job_id, changes), None))
 
     async def get(self, job_id: str) -> JobRecord | None:
         return await self._run(self._select_one, job_id)
@@ -127,6 +143,7 @@ class JobStore:
         return await self._run(self._select, "SELECT * FROM jobs ORDER BY created_at, rowid", ())
 
     async def close(self) -> None:
+        self._hand_over()
         async with asyncio.timeout(_TIMEOUT_S):
             await asyncio.to_thread(self._executor.shutdown, wait=True)
         if self._connection is not None:  # the executor's thread is gone: nobody else holds it
@@ -134,11 +151,57 @@ class JobStore:
             self._connection = None
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
+        """A read: after the writes asked for before it (the executor runs its work in order)."""
+        self._hand_over()
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(_TIMEOUT_S):
             return await loop.run_in_executor(self._executor, self._guarded, function, *args)
 
+    async def _write(self, function: Callable[..., T], *args: Any) -> T:
+        waiter = asyncio.get_running_loop().create_future()
+        self._queue(_Write(function, args, waiter))
+        async with asyncio.timeout(_TIMEOUT_S):
+            return await asyncio.shield(waiter)  # a cancelled caller leaves its write to the batch
+
+    def _queue(self, write: _Write) -> None:
+        if not self._batch:
+            asyncio.get_running_loop().call_soon(self._hand_over)
+        self._batch.append(write)
+
+    def _hand_over(self) -> None:
+        """The writes of this turn go to the store's thread as one job; their waiters hear back in one call."""
+        batch, self._batch = self._batch, []
+        if not batch:
+            return
+        loop = asyncio.get_running_loop()
+        done = self._executor.submit(self._commit, batch)
+        done.add_done_callback(lambda _: loop.call_soon_threadsafe(_tell_waiters, batch))
+
     # on the store's thread
+
+    def _commit(self, batch: list[_Write]) -> None:
+        """One transaction for the batch. A write that is wrong on its own (an unknown job or field) fails
+        alone; a store that fails (busy, unwritable) fails every write of the batch."""
+        try:
+            self._guarded(self._apply, batch)
+        except BaseException as error:  # every waiter hears it, whatever it is
+            for write in batch:
+                write.outcome = (None, error)
+
+    def _apply(self, batch: list[_Write]) -> None:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for write in batch:
+                try:
+                    write.outcome = (write.function(*write.args), None)
+                except (KeyError, ValueError, sqlite3.IntegrityError) as error:
+                    write.outcome = (None, error)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.rollback()
+            raise
 
     def _guarded(self, function: Callable[..., T], *args: Any) -> T:
         """Run one operation; a lock held too long becomes StorageBusy, a damaged file is replaced once."""
@@ -203,8 +266,21 @@ class JobStore:
         return [_from_row(row) for row in self._db().execute(query, arguments).fetchall()]
 
 
+def _tell_waiters(batch: list[_Write]) -> None:
+    for write in batch:
+        value, error = write.outcome
+        if write.waiter is None:
+            if error is not None:
+                log.error("a job store write nobody waited for failed: %r", error)
+        elif not write.waiter.done():
+            if error is None:
+                write.waiter.set_result(value)
+            else:
+                write.waiter.set_exception(error)
+
+
 def _to_row(record: JobRecord) -> dict[str, Any]:
-    row = asdict(record)
+    row = {name: getattr(record, name) for name in _COLUMNS}
     for name in _JSON_FIELDS:
         row[name] = json.dumps(row[name], sort_keys=True)
     return row

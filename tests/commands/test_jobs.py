@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import pytest
 
@@ -82,3 +83,37 @@ async def test_many_concurrent_writers_lose_nothing(store):
     await asyncio.gather(*(store.update(f"j{i}", state="done") for i in range(50)))
     records = await store.all()
     assert len(records) == 50 and {r.state for r in records} == {"done"}
+
+
+async def test_writes_asked_for_together_fail_alone_when_only_they_are_wrong(store):
+    """Writes of one turn share a transaction; an unknown job refuses only its own write."""
+    outcomes = await asyncio.gather(
+        store.add(JobRecord.new("j1", "generate", CONTEXT, {})),
+        store.update("nope", state="done"),
+        store.add(JobRecord.new("j1", "generate", CONTEXT, {})),  # the same id twice
+        store.add(JobRecord.new("j2", "generate", CONTEXT, {})),
+        return_exceptions=True,
+    )
+    assert outcomes[0] is None and outcomes[3] is None
+    assert isinstance(outcomes[1], KeyError) and isinstance(outcomes[2], sqlite3.IntegrityError)
+    assert [r.job_id for r in await store.all()] == ["j1", "j2"]
+
+
+async def test_a_read_sees_the_writes_asked_for_before_it(store):
+    await store.add(JobRecord.new("job1", "train", CONTEXT, {}))
+    store.update_soon("job1", call_id="fc-1")
+    pending = asyncio.ensure_future(store.update("job1", state="running"))
+    await asyncio.sleep(0)  # asked for, not yet handed to the store's thread
+    record = await store.get("job1")
+    assert (record.call_id, record.state) == ("fc-1", "running")
+    assert (await pending).state == "running"
+
+
+async def test_a_cancelled_writer_still_has_its_write_made(store):
+    """A batch is written whole: cancelling one caller (a shutdown) does not tear it."""
+    writer = asyncio.ensure_future(store.add(JobRecord.new("job1", "generate", CONTEXT, {})))
+    await asyncio.sleep(0)  # its write is queued
+    writer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await writer
+    assert (await store.get("job1")).state == "queued"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
@@ -273,3 +274,22 @@ def test_a_community_store_locked_by_another_process_says_busy_then_recovers(tmp
         assert store.add_banned_words("7", ["spam"], by="mod", at=1.0) == ["spam"]
         store.set_spoiler("7", True)
         assert store.spoiler("7")
+
+
+async def test_every_write_of_a_batch_hears_that_the_store_is_busy(tmp_path):
+    path = tmp_path / "jobs.sqlite3"
+    store = JobStore(path, busy_timeout_s=0.05)
+    await store.add(JobRecord.new("job1", "generate", CONTEXT, {}))
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        outcomes = await asyncio.gather(
+            store.add(JobRecord.new("job2", "generate", CONTEXT, {})), store.update("job1", state="running"),
+            return_exceptions=True,
+        )
+        assert [type(outcome) for outcome in outcomes] == [StorageBusy, StorageBusy]
+        other.execute("COMMIT")
+    finally:
+        other.close()
+    assert [(r.job_id, r.state) for r in await store.all()] == [("job1", "queued")]  # nothing half-written
+    await store.close()
