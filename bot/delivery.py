@@ -150,9 +150,11 @@ def _show(progress: ProgressMessage, update) -> None:
 
 def _progress_editor(interaction: discord.Interaction, job_id: str):
     """Edits of the "thinking…" message: the text, the Cancel button, and the newest preview if any."""
-    view = progress_view(job_id)
+    view: discord.ui.View | None = None  # built at the first edit: most answers come before any
 
     async def edit(text: str, preview_png: bytes | None = None) -> None:
+        nonlocal view
+        view = view or progress_view(job_id)
         if preview_png is None:
             await interaction.edit_original_response(content=text, view=view)
         else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 
 @dataclass(frozen=True)
@@ -16,4 +16,5 @@ class RequestContext:
     message_link: str = ""
 
     def to_dict(self) -> dict[str, str]:
-        return asdict(self)
+        # every field is a str: no deep copy (dataclasses.asdict) needed, and one is made per request
+        return {field.name: getattr(self, field.name) for field in fields(self)}

@@ -82,7 +82,7 @@ class BannedList:
         """The first entry (in the list's order) found in the first text that has one; None when clean."""
         if not self.entries:
             return None
-        for text in texts:
+        for text in filter(None, texts):  # an empty postfix or negative prompt has nothing to find
             for words in _readings(text):
                 found = self.find_in_words(words)
                 if found is not None:
