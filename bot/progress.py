@@ -30,6 +30,7 @@ class ProgressMessage:
         self._shown: str | None = None
         self._changed = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._first_edit: asyncio.TimerHandle | None = None  # until then, no writer task exists
         self._closed = False
         self.edits = 0
 
@@ -40,10 +41,17 @@ class ProgressMessage:
         self._changed.set()
 
     async def __aenter__(self) -> ProgressMessage:
-        self._writer = asyncio.create_task(self._write(), name="progress-edits")
+        # A timer, not a sleeping task: most answers come before the first edit is due, and a burst of
+        # them then costs no task each.
+        self._first_edit = asyncio.get_running_loop().call_later(self.first_delay_s, self._start_writer)
         return self
 
+    def _start_writer(self) -> None:
+        self._writer = asyncio.create_task(self._write(), name="progress-edits")
+
     async def __aexit__(self, *exc_info: object) -> None:
+        if self._first_edit is not None:
+            self._first_edit.cancel()
         if self._writer is None:
             return
         # The flag as well as the cancel: a cancel that lands as an edit completes can be lost, and the
@@ -57,7 +65,6 @@ class ProgressMessage:
         self._writer = None
 
     async def _write(self) -> None:
-        await asyncio.sleep(self.first_delay_s)
         while not self._closed:
             await self._changed.wait()
             self._changed.clear()

@@ -25,6 +25,8 @@ _NOT_WORD = re.compile(r"[\W_]+")
 
 
 def _fold(text: str) -> str:
+    if text.isascii():  # most prompts: nothing to decompose, and casefold is lower
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(char for char in decomposed if not unicodedata.combining(char))
 
@@ -83,7 +85,11 @@ class BannedList:
         if not self.entries:
             return None
         for text in filter(None, texts):  # an empty postfix or negative prompt has nothing to find
+            searched: list[list[str]] = []
             for words in _readings(text):
+                if words in searched:  # most prompts read the same every way
+                    continue
+                searched.append(words)
                 found = self.find_in_words(words)
                 if found is not None:
                     return found

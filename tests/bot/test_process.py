@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import io
 import os
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from bot.serve import YOUNG_COLLECTION_EVERY
 from tests.support.discord_stub import DiscordStub
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,17 +84,18 @@ async def stop_when_done(process):
     return process.returncode, out.decode()
 
 
-def test_once_connected_the_startup_heap_is_frozen_out_of_the_collectors_way():
-    """Run in a child: freezing is process-wide (bench/ack_latency.py shows what it does to ack latency)."""
+def test_once_connected_the_collector_stays_out_of_the_way():
+    """Run in a child: the tuning is process-wide (bench/ack_latency.py shows what it does to ack latency)."""
     code = (
         "import asyncio, gc\n"
-        "from bot.serve import freeze_heap_when_ready\n"
+        "from bot.serve import tune_collector_when_ready\n"
         "class Ready:\n"
         "    async def wait_until_ready(self): pass\n"
-        "before = gc.get_freeze_count()\n"
-        "asyncio.run(freeze_heap_when_ready(Ready()))\n"
-        "print(before, gc.get_freeze_count())\n"
+        "before = gc.get_freeze_count(), gc.get_threshold()\n"
+        "asyncio.run(tune_collector_when_ready(Ready()))\n"
+        "print(repr((before, (gc.get_freeze_count(), gc.get_threshold()))))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    before, after = map(int, done.stdout.split())
-    assert done.returncode == 0 and before == 0 and after > 10_000
+    (frozen_before, thresholds_before), (frozen_after, thresholds_after) = ast.literal_eval(done.stdout)
+    assert done.returncode == 0 and frozen_before == 0 and frozen_after > 10_000
+    assert thresholds_before[0] == 700 and thresholds_after == (YOUNG_COLLECTION_EVERY, *thresholds_before[1:])

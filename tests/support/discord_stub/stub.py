@@ -75,7 +75,9 @@ class DiscordStub:
         app.add_routes(self._rest.routes())
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()  # loopback only, a free port
+        # Loopback only, a free port. The backlog takes a burst of 200 new connections at once: with
+        # aiohttp's 128 the kernel drops the rest's SYNs, retried after 1 s, a wait Discord never adds.
+        await web.TCPSite(self._runner, "127.0.0.1", 0, backlog=1024).start()
         port = self._runner.addresses[0][1]
         self._state.http_base = f"http://127.0.0.1:{port}"
 
