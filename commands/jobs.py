@@ -15,6 +15,7 @@ command while the bot looks healthy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
@@ -174,7 +175,13 @@ class JobStore:
         if not batch:
             return
         loop = asyncio.get_running_loop()
-        done = self._executor.submit(self._commit, batch)
+        try:
+            done = self._executor.submit(self._commit, batch)
+        except RuntimeError as error:  # the store is closed: say so now, not after the timeout
+            for write in batch:
+                write.outcome = (None, error)
+            _tell_waiters(batch)
+            return
         done.add_done_callback(lambda _: loop.call_soon_threadsafe(_tell_waiters, batch))
 
     # on the store's thread
@@ -199,7 +206,7 @@ class JobStore:
                     write.outcome = (None, error)
             db.execute("COMMIT")
         except BaseException:
-            if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # a damaged file may refuse even this
                 db.rollback()
             raise
 

@@ -117,3 +117,10 @@ async def test_a_cancelled_writer_still_has_its_write_made(store):
     with pytest.raises(asyncio.CancelledError):
         await writer
     assert (await store.get("job1")).state == "queued"
+
+
+async def test_a_write_to_a_closed_store_fails_at_once(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    await store.close()
+    with pytest.raises(RuntimeError):
+        await asyncio.wait_for(store.add(JobRecord.new("job1", "generate", CONTEXT, {})), 1)
