@@ -18,7 +18,7 @@ each start both p99s of the first burst and of the later ones, and their ratio, 
 median ratio over the starts, with every start's ratio beside it.
 Target: ratio <= 1.3 at N = 200, all answered.
 
-Run: python bench/ack_latency.py [-n 200] [--starts 3] [--warm-rounds 2] [--gpu-delay 0.05]
+Run: python bench/ack_latency.py [-n 200] [--starts 5] [--warm-rounds 2] [--gpu-delay 0.05]
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ def report(label: str, n: int, latencies: list[float], answered: int, spread_ms:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=200)
-    parser.add_argument("--starts", type=int, default=3, help="fresh starts of both clients, pooled")
+    parser.add_argument("--starts", type=int, default=5, help="fresh starts of both clients; the median ratio is printed")
     parser.add_argument("--warm-rounds", type=int, default=2, help="bursts after the first, to each client")
     parser.add_argument("--gpu-delay", type=float, default=0.05, help="seconds the sleeping GPU takes per request")
     parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)

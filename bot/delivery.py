@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import discord
 
 from bot import render
+from bot.acks import AcksFirst
 from bot.components import generation_view, progress_view
 from bot.errors import NO_MENTIONS
 from bot.progress import ProgressMessage
@@ -51,13 +52,15 @@ class GenerationDelivery:
         self.progress_interval_s = progress_interval_s
         self._in_flight: dict[str, _InFlight] = {}  # job id -> its answering task, while it runs
         self._cancelled: set[str] = set()  # job ids their requester cancelled, until `deliver` sees it
+        self.acks = AcksFirst()
 
     async def deliver(
         self, interaction: discord.Interaction, admission: Admission, prepare: Prepare | None = None
     ) -> None:
         """Ack an admitted request, then answer it with one message holding the images."""
         try:
-            ack = await interaction.response.defer(thinking=True)
+            async with self.acks.acknowledging():
+                ack = await interaction.response.defer(thinking=True)
         except BaseException:
             admission.cancel()
             raise
@@ -105,12 +108,13 @@ class GenerationDelivery:
         self, interaction: discord.Interaction, admission: Admission, original_id: int | None,
         prepare: Prepare | None,
     ) -> None:
-        if prepare is not None:
-            try:
+        try:
+            await self.acks.settled()  # in a burst, every member's "thinking…" before anyone's work
+            if prepare is not None:
                 admission = await prepare(admission)
-            except BaseException:
-                admission.cancel()
-                raise
+        except BaseException:  # a Cancel click or a shutdown: the place in the queue goes back
+            admission.cancel()
+            raise
         progress = ProgressMessage(
             _progress_editor(interaction, admission.job_id),
             interval_s=self.progress_interval_s, first_delay_s=FIRST_PROGRESS_AFTER_S,
