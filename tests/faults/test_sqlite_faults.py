@@ -6,6 +6,8 @@ import asyncio
 import logging
 import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -236,21 +238,30 @@ def test_migrations_run_step_by_step_and_a_failing_step_keeps_the_last_good_vers
 # A lock held by another connection
 
 
+@contextmanager
+def write_lock_held(path: Path) -> Iterator[None]:
+    """Another connection (the shell, say) in the middle of a write, until the block ends."""
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        yield
+        other.execute("COMMIT")
+    finally:
+        other.close()
+
+
 async def test_a_job_store_locked_by_another_process_says_busy_then_recovers(tmp_path):
     path = tmp_path / "jobs.sqlite3"
     store = JobStore(path, busy_timeout_s=0.05)
     await store.add(JobRecord.new("job1", "generate", CONTEXT, {}))
-    other = sqlite3.connect(path, isolation_level=None)
     try:
-        other.execute("BEGIN IMMEDIATE")  # the shell, say, in the middle of a write
-        with pytest.raises(StorageBusy) as busy:
-            await store.add(JobRecord.new("job2", "generate", CONTEXT, {}))
-        assert (await store.get("job1")).state == "queued"  # readers are not blocked (WAL)
-        other.execute("COMMIT")
+        with write_lock_held(path):
+            with pytest.raises(StorageBusy) as busy:
+                await store.add(JobRecord.new("job2", "generate", CONTEXT, {}))
+            assert (await store.get("job1")).state == "queued"  # readers are not blocked (WAL)
         await store.add(JobRecord.new("job2", "generate", CONTEXT, {}))
         assert [r.job_id for r in await store.all()] == ["job1", "job2"]
     finally:
-        other.close()
         await store.close()
     reply = reply_for(busy.value)
     assert "busy" in reply.text and "try again" in reply.text
@@ -261,16 +272,11 @@ async def test_a_job_store_locked_by_another_process_says_busy_then_recovers(tmp
 def test_a_community_store_locked_by_another_process_says_busy_then_recovers(tmp_path):
     path = tmp_path / "community.sqlite3"
     with CommunityStore(path, busy_timeout_s=0.05) as store:
-        other = sqlite3.connect(path, isolation_level=None)
-        try:
-            other.execute("BEGIN IMMEDIATE")
+        with write_lock_held(path):
             with pytest.raises(StorageBusy):
                 store.add_banned_words("7", ["spam"], by="mod", at=1.0)
             with pytest.raises(StorageBusy):
                 store.set_spoiler("7", True)
-            other.execute("COMMIT")
-        finally:
-            other.close()
         assert store.add_banned_words("7", ["spam"], by="mod", at=1.0) == ["spam"]
         store.set_spoiler("7", True)
         assert store.spoiler("7")
@@ -280,16 +286,11 @@ async def test_every_write_of_a_batch_hears_that_the_store_is_busy(tmp_path):
     path = tmp_path / "jobs.sqlite3"
     store = JobStore(path, busy_timeout_s=0.05)
     await store.add(JobRecord.new("job1", "generate", CONTEXT, {}))
-    other = sqlite3.connect(path, isolation_level=None)
-    try:
-        other.execute("BEGIN IMMEDIATE")
+    with write_lock_held(path):
         outcomes = await asyncio.gather(
             store.add(JobRecord.new("job2", "generate", CONTEXT, {})), store.update("job1", state="running"),
             return_exceptions=True,
         )
-        assert [type(outcome) for outcome in outcomes] == [StorageBusy, StorageBusy]
-        other.execute("COMMIT")
-    finally:
-        other.close()
+    assert [type(outcome) for outcome in outcomes] == [StorageBusy, StorageBusy]
     assert [(r.job_id, r.state) for r in await store.all()] == [("job1", "queued")]  # nothing half-written
     await store.close()
